@@ -1,0 +1,69 @@
+# Two commands: `make book` renders the book, `make test` runs every test.
+# Both create .venv, install the pinned set (constraints.txt), install Debian's
+# libfluidsynth3 when it is missing and we may, and build the demo corpus and
+# its dataset when they are absent.
+
+PYTHON       ?= python3
+VENV         := .venv
+PY           := $(VENV)/bin/python
+PGGAN        := $(VENV)/bin/pggan
+INSTALLED    := $(VENV)/.installed
+DEMO_MINUTES ?= 2
+CORPUS       := data/demo_corpus
+DATASET      := data/demo_dataset
+
+# Quiet TensorFlow (no C++ log lines in pages) and keep results reproducible.
+export KERAS_BACKEND        := tensorflow
+export TF_CPP_MIN_LOG_LEVEL := 2
+export TF_ENABLE_ONEDNN_OPTS := 0
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+
+.PHONY: book test unit notebooks book-strict install system-deps demo-data clean
+
+book: install demo-data
+	PGGAN_QUICK=1 $(VENV)/bin/jupyter-book build . --keep-going
+	@echo "Open _build/html/index.html"
+
+test: install demo-data unit notebooks book-strict
+
+unit: install
+	$(PY) -m pytest tests/
+
+notebooks: install demo-data
+	PGGAN_QUICK=1 $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider chapters/
+
+# Warnings are errors: a broken reference or a failing cell fails the build.
+book-strict: install demo-data
+	PGGAN_QUICK=1 $(VENV)/bin/jupyter-book build . -W -n --keep-going
+
+install: $(INSTALLED) system-deps
+
+$(INSTALLED): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=23"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[book,dev]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+# FluidSynth renders the corpus; without it pretty_midi's plain synthesis is
+# used (with a warning), so a missing library is reported, not fatal.
+system-deps:
+	@if ldconfig -p 2>/dev/null | grep -q libfluidsynth; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "Installing Debian's libfluidsynth3 (renders the demo corpus)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libfluidsynth3 >/dev/null; \
+	else \
+	  echo "NOTE: libfluidsynth3 is missing. Install it with 'sudo apt-get install libfluidsynth3'"; \
+	  echo "      for FluidSynth rendering; until then the corpus uses pretty_midi's synthesis."; \
+	fi
+
+demo-data: $(DATASET)/manifest.json
+
+$(CORPUS)/manifest.json: | install
+	$(PGGAN) corpus --out $(CORPUS) --minutes-per-class $(DEMO_MINUTES)
+
+$(DATASET)/manifest.json: $(CORPUS)/manifest.json
+	$(PGGAN) dataset $(CORPUS) $(DATASET) --overwrite
+
+clean:
+	rm -rf _build .pytest_cache

@@ -1,0 +1,28 @@
+"""pggan_lib: Progressive GANs for music audio, in TensorFlow/Keras 3.
+
+The library behind the book. Modules, each importing only those above it:
+
+    config      presets, data-shape defaults, the quick-mode switch
+    audio       load, resample, normalise, segment, save; spectrograms
+    corpus      music21 scores -> MIDI -> audio: the embedded default corpus
+    data        folder of class subfolders -> clips -> sample-rate pyramid -> tf.data
+    layers      equalised layers, pixel norm, minibatch stddev, fade-in, the report's activation
+    models      progressive generator and critic; WaveGAN-style baseline
+    losses      WGAN-GP (+ drift), gradient penalty, the report's loss
+    training    the GAN as a keras.Model, phases, EMA, checkpoints, resume
+    cli         the ``pggan`` command
+
+Submodules are imported on demand (``from pggan_lib import data``) so that
+importing the package does not start TensorFlow.
+"""
+
+import os as _os
+
+# Keras 3 reads its backend once, at first import; TensorFlow's C++ log lines
+# would otherwise clutter every notebook cell and rendered page.
+_os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]
