@@ -41,7 +41,7 @@ install: $(INSTALLED) system-deps
 $(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=23"
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[book,dev]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[cpu,book,dev]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 

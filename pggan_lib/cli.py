@@ -112,7 +112,7 @@ def _add_dataset_parser(subparsers) -> None:
     parser.add_argument("--scales", type=_positive_int, default=config.DEFAULT_NUM_SCALES,
                         help="number of progressive scales K (default: %(default)s)")
     parser.add_argument("--test-fraction", type=_fraction, default=0.2,
-                        help="fraction of each class's source files held out for testing "
+                        help="share of each class's audio (whole source files) held out for testing "
                              "(default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the train/test split")
     parser.add_argument("--overwrite", action="store_true",
@@ -138,6 +138,157 @@ def _run_dataset(args: argparse.Namespace) -> int:
 # ------------------------------------------------ train / generate (training)
 # Section owned by the training module's author: _add_train_parser,
 # _add_generate_parser and their handlers.
+
+_TRAIN_EPILOG = """\
+examples:
+  pggan dataset data/demo_corpus data/demo_dataset        # once: build a dataset
+  pggan train --data data/demo_dataset --out runs/quick    # every scale, ~3 min on a CPU
+  pggan train --data data/demo_dataset --out runs/quick --resume   # continue after a stop
+  tensorboard --logdir runs/quick/tb                       # watch D(x), D(G(z)), Delta
+
+The run folder gets config.json, history.csv (one row per step), checkpoints/,
+samples/ (WAV at each phase end), tb/ (TensorBoard) and generator.keras.
+A stopped or killed run loses at most one checkpoint interval: rerun the same
+command with --resume.
+"""
+
+
+def _add_train_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a progressive GAN on a dataset, scale by scale",
+        description=(
+            "Train a progressive GAN on a dataset made by `pggan dataset`: the coarsest "
+            "scale first, then each finer scale fades in (alpha 0 -> 1) and trains stable. "
+            "The number of scales and the clip length come from the dataset; the preset "
+            "sets sizes, step counts and the optimiser."),
+        epilog=_TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True,
+                        help="dataset folder (holds manifest.json; made by `pggan dataset`)")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="run folder to create (or to continue with --resume)")
+    parser.add_argument("--preset", default=None,
+                        help="quick (every scale in ~3 min on a CPU), reference (~2 h on 2 "
+                             "CPU cores), colab (one GPU, a few hours; needs a dataset built "
+                             "with --clip-samples 65536), tiny (tests). Default: quick")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its newest checkpoint")
+    parser.add_argument("--loss", choices=("wgan-gp", "report"), default=None,
+                        help="wgan-gp (WGAN-GP + PGGAN drift) or report (the project "
+                             "report's loss). Default: the preset's (wgan-gp)")
+    parser.add_argument("--activation", choices=("report", "leaky", "linear", "tanh"),
+                        default=None,
+                        help="hidden activation; 'report' = tanh(x) + x/alpha, also at the "
+                             "critic's output. Default: the preset's (leaky)")
+    parser.add_argument("--conditional", action="store_true",
+                        help="condition both networks on the class (e.g. the author)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed of weights, latents and data order (default 0)")
+    parser.add_argument("--max-minutes", type=_positive_float, default=None,
+                        help="stop cleanly after this many minutes (resume later)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=_run_train)
+
+
+def _check_dataset_dir(path: Path) -> None:
+    if not (path / "manifest.json").is_file():
+        raise CommandError(f"{path} is not a built dataset: {path / 'manifest.json'} not "
+                           f"found. Build one with `pggan dataset SOURCE {path}`")
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    # Cheap checks first, so that mistakes are reported before TensorFlow loads.
+    _check_dataset_dir(args.data)
+    if args.preset is not None:
+        try:
+            config.get_preset(args.preset)
+        except ValueError as error:
+            raise CommandError(str(error)) from error
+    if args.resume:
+        if not args.out.is_dir():
+            raise CommandError(f"{args.out}: no such run folder to resume; drop --resume to "
+                               f"start a new run")
+        if not any((args.out / "checkpoints").glob("ckpt-*.npz")):
+            raise CommandError(f"{args.out}: no checkpoint to resume from "
+                               f"({args.out / 'checkpoints'} is empty or missing); start a new "
+                               f"run in a new folder")
+    elif args.out.exists() and any(args.out.iterdir()):
+        raise CommandError(f"{args.out} already exists; use --resume to continue that run, or "
+                           f"choose a new --out folder")
+
+    from pggan_lib import training
+
+    try:
+        history = training.train(
+            args.data, args.out, preset=args.preset, resume=args.resume, loss=args.loss,
+            activation=args.activation, conditional=args.conditional or None, seed=args.seed,
+            max_minutes=args.max_minutes, progress=not args.no_progress)
+    except training.TrainingDiverged as error:
+        print(f"pggan train: {error}", file=sys.stderr)
+        return 1
+    except ValueError as error:
+        raise CommandError(str(error)) from error
+    if history["step"]:
+        last = {k: history[k][-1] for k in ("step", "scale", "d_loss", "g_loss", "delta")}
+        print(f"pggan train: {args.out} at step {last['step']} (scale {last['scale']}): "
+              f"d_loss {last['d_loss']:.4g}, g_loss {last['g_loss']:.4g}, "
+              f"delta {last['delta']:.4g}")
+    return 0
+
+
+def _add_generate_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "generate",
+        help="write WAV files generated by a trained run",
+        description=(
+            "Generate clips with a run's generator (by default the EMA generator at the "
+            "finest scale trained so far) and write them as 16-bit WAV files at that "
+            "scale's sample rate."),
+        epilog="example:\n  pggan generate --run runs/quick --n 8 --out generated/",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, required=True, help="run folder made by `pggan train`")
+    parser.add_argument("--n", type=_positive_int, default=8, help="number of clips (default 8)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (created)")
+    parser.add_argument("--class", dest="class_name", default=None,
+                        help="class to generate (runs trained with --conditional only)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the latent vectors")
+    parser.add_argument("--scale", type=int, default=None,
+                        help="scale to generate at (0 = coarsest; default: finest trained)")
+    parser.add_argument("--no-ema", action="store_true",
+                        help="use the raw generator instead of its moving average")
+    parser.set_defaults(handler=_run_generate)
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    import json
+
+    run = args.run
+    if not run.is_dir():
+        raise CommandError(f"{run}: no such run folder")
+    if not (run / "config.json").is_file():
+        raise CommandError(f"{run}: not a run folder (no config.json)")
+    if not any((run / "checkpoints").glob("ckpt-*.npz")) and not (run / "generator.keras").is_file():
+        raise CommandError(f"{run}: no checkpoint yet; train first (`pggan train --out {run} "
+                           f"--resume` to continue)")
+    run_config = json.loads((run / "config.json").read_text())
+    classes = run_config["dataset"]["class_names"]
+    if args.class_name is not None:
+        if not run_config["conditional"]:
+            raise CommandError(f"--class {args.class_name}: the model in {run} is unconditional "
+                               f"(train with --conditional to choose classes)")
+        if args.class_name not in classes:
+            raise CommandError(f"unknown class {args.class_name!r}; classes: {', '.join(classes)}")
+
+    from pggan_lib import training
+
+    try:
+        paths = training.write_generated(run, args.n, args.out, class_name=args.class_name,
+                                         seed=args.seed, scale=args.scale,
+                                         use_ema=not args.no_ema)
+    except ValueError as error:
+        raise CommandError(str(error)) from error
+    print(f"pggan generate: wrote {len(paths)} files to {args.out}")
+    return 0
 
 
 # ----------------------------------------------------------------------- main

@@ -50,3 +50,150 @@ def scale_sample_rate(scale: int, num_scales: int = DEFAULT_NUM_SCALES,
     if not 0 <= scale < num_scales:
         raise ValueError(f"scale must be in [0, {num_scales - 1}], got {scale}")
     return sample_rate // 2 ** (num_scales - 1 - scale)
+
+
+# ---------------------------------------------------------------------------
+# Training presets (added by the training module's author)
+# ---------------------------------------------------------------------------
+import dataclasses as _dataclasses  # noqa: E402  (appended section)
+
+
+@_dataclasses.dataclass(frozen=True)
+class Preset:
+    """How long, how wide and how fast to train; never the data's shape.
+
+    The number of scales and the clip length come from the dataset's
+    manifest, so one preset serves any dataset. Per-scale tuples are indexed
+    coarse -> fine; a tuple shorter than the dataset's number of scales
+    repeats its last value, a longer one is cut.
+
+    Attributes:
+        name: Preset name (a key of :data:`PRESETS`).
+        description: One line for ``pggan train --help``.
+        channels: Feature channels per scale (generator and critic).
+        latent_dim: Size of the latent vector z.
+        kernel_size: 1-D convolution kernel size.
+        batch_sizes: Global batch size per scale.
+        stable_steps: Optimiser steps of each scale's stable phase (int or per scale).
+        fade_steps: Steps of each fade-in phase, alpha 0 -> 1 (int or per scale;
+            scale 0 has no fade-in).
+        n_critic: Critic updates per generator update.
+        learning_rate, beta_1, beta_2: Adam settings of both players (PGGAN:
+            0.001, 0.0, 0.99).
+        gp_weight: Gradient-penalty weight lambda.
+        drift_weight: PGGAN's drift weight on ``D(x)^2`` (WGAN-GP loss only).
+        ema_decay: Decay of the generator's exponential moving average.
+        checkpoint_every: Steps between checkpoints (also one at each phase end).
+        log_every: Steps between TensorBoard scalars / history flushes.
+        sample_every: Steps between extra audio samples (0 = only at phase ends).
+        num_samples: Clips written per sample point.
+        mixed_precision: None, ``"mixed_float16"`` or ``"mixed_bfloat16"``.
+        jit_compile: Compile the train step with XLA.
+        min_clip_samples: Shortest finest-scale clip the preset is meant for
+            (``train`` refuses a dataset with shorter clips).
+        loss: Default loss, ``"wgan-gp"`` or ``"report"``.
+        activation: Default hidden activation (``report|leaky|linear|tanh``).
+        minibatch_group_size: Group size of minibatch standard deviation.
+        phase_shuffle: Critic phase-shuffle radius in samples (WaveGAN: 2; 0 = off).
+
+    Notebook: chapters/03_progressive_model.ipynb
+    """
+
+    name: str
+    description: str
+    channels: tuple = (32,)
+    latent_dim: int = 64
+    kernel_size: int = 9
+    batch_sizes: tuple = (16,)
+    stable_steps: object = 100
+    fade_steps: object = 100
+    n_critic: int = 1
+    learning_rate: float = 1e-3
+    beta_1: float = 0.0
+    beta_2: float = 0.99
+    gp_weight: float = 10.0
+    drift_weight: float = 1e-3
+    ema_decay: float = 0.999
+    checkpoint_every: int = 500
+    log_every: int = 10
+    sample_every: int = 0
+    num_samples: int = 4
+    mixed_precision: object = None
+    jit_compile: bool = True
+    min_clip_samples: int = 0
+    loss: str = "wgan-gp"
+    activation: str = "leaky"
+    minibatch_group_size: int = 4
+    phase_shuffle: int = 2
+
+    def per_scale(self, field: str, num_scales: int) -> tuple:
+        """Expand a per-scale field to exactly ``num_scales`` values (coarse -> fine)."""
+        value = getattr(self, field)
+        values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+        return (values + values[-1:] * num_scales)[:num_scales]
+
+    def replace(self, **changes) -> "Preset":
+        """A copy with some fields changed (``dataclasses.replace``)."""
+        return _dataclasses.replace(self, **changes)
+
+
+#: Named presets. ``tiny`` exists for tests and smoke checks (seconds).
+PRESETS = {
+    "tiny": Preset(
+        name="tiny",
+        description="seconds; for tests and smoke checks only (learns nothing)",
+        channels=(8,), latent_dim=8, kernel_size=3, batch_sizes=(4,),
+        stable_steps=4, fade_steps=4, ema_decay=0.9, checkpoint_every=3, log_every=2,
+        num_samples=2, jit_compile=False, minibatch_group_size=2, phase_shuffle=0),
+    "quick": Preset(
+        name="quick",
+        description="every scale in about 3 minutes on a 2-core CPU (a smoke run, not music)",
+        channels=(32, 32, 32, 24, 16, 16, 16), latent_dim=32, kernel_size=9,
+        batch_sizes=(16, 16, 16, 16, 8, 8, 8),
+        stable_steps=(40, 30, 30, 30, 20, 20, 20), fade_steps=(0, 20, 20, 20, 20, 20, 20),
+        ema_decay=0.99, checkpoint_every=100, log_every=10, num_samples=4,
+        jit_compile=True),
+    "reference": Preset(
+        name="reference",
+        description="the longest useful run on 2 CPU cores: about 2 hours",
+        channels=(128, 128, 96, 64, 48, 32, 32), latent_dim=128, kernel_size=9,
+        batch_sizes=(32, 32, 32, 16, 16, 16, 16),
+        stable_steps=(1500, 1200, 1000, 800, 600, 500, 500),
+        fade_steps=(0, 600, 500, 400, 300, 250, 250),
+        ema_decay=0.999, checkpoint_every=250, log_every=25, num_samples=8,
+        jit_compile=True),
+    "colab": Preset(
+        name="colab",
+        description="one T4/L4/A100 GPU for a few hours; needs 4.096 s clips "
+                    "(`pggan dataset --clip-samples 65536`)",
+        channels=(256, 256, 256, 128, 128, 64, 64), latent_dim=128, kernel_size=25,
+        batch_sizes=(64, 64, 64, 32, 32, 16, 16),
+        stable_steps=(4000, 4000, 4000, 4000, 4000, 5000, 6000),
+        fade_steps=(0, 3000, 3000, 3000, 3000, 4000, 4000),
+        ema_decay=0.999, checkpoint_every=1000, log_every=50, sample_every=2000,
+        num_samples=8, mixed_precision="mixed_float16", jit_compile=True,
+        min_clip_samples=65_536),
+}
+
+
+def get_preset(name) -> Preset:
+    """Return the preset called ``name`` (a :class:`Preset` passes through).
+
+    Args:
+        name: ``"quick"``, ``"reference"``, ``"colab"`` or ``"tiny"``, or a Preset.
+
+    Returns:
+        The :class:`Preset`.
+
+    Raises:
+        ValueError: For an unknown name; the message lists the valid ones.
+
+    Notebook: chapters/03_progressive_model.ipynb
+    """
+    if isinstance(name, Preset):
+        return name
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; valid presets: "
+                         f"{', '.join(sorted(PRESETS))}") from None

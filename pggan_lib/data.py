@@ -1,0 +1,936 @@
+"""From a folder of music to a streamed, multi-scale training set.
+
+``build_dataset`` turns a folder with one subfolder per class (author, genre)
+into fixed-length clips, keeps the progressive sample-rate pyramid of every
+clip, and writes them to TFRecord shards that ``make_tf_dataset`` streams
+through ``tf.data`` without loading the whole set into memory::
+
+    source/                      dataset/
+      bach/a.wav                   manifest.json
+      bach/b.flac      ------>     train-00000.tfrecord ...
+      palestrina/c.mp3             test-00000.tfrecord ...
+
+Design choices, each for a reason:
+
+* Files are processed one at a time and streamed block by block (read ->
+  mono -> resample -> halve K-1 times -> cut clips), so memory does not grow
+  with the length of a file or of the collection.
+* The pyramid is computed on the whole file before it is cut, so a clip's
+  coarse scales see its true neighbours rather than zero padding.
+* Each scale of each clip is loudness-normalised on its own (same target RMS,
+  peak-limited): normalising only the finest clip would leave the level of
+  the low-passed versions as a cue (a folk fiddle has little energy below
+  250 Hz, a choir a lot), which a classifier or a critic could exploit.
+* Train and test are split by source file, never by clip, so that no piece
+  is heard in both; the split is deterministic given the seed.
+* A bad file is reported with its reason and skipped; only an empty result
+  is an error.
+
+A record holds ``label`` (int), ``source`` (index into the manifest's
+``sources``), ``clip`` (index of the clip in its file) and ``audio_k`` for each
+scale k: the clip at that scale as little-endian int16 PCM bytes.
+
+Notebook: chapters/01_audio_fundamentals.ipynb
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import shutil
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+import soxr
+import tensorflow as tf
+
+from pggan_lib import audio
+from pggan_lib.config import (DEFAULT_CLIP_SAMPLES, DEFAULT_NUM_SCALES, DEFAULT_SAMPLE_RATE,
+                              DEMO_CORPUS_DIR, DEMO_DATASET_DIR)
+
+__all__ = [
+    "DatasetError",
+    "DatasetReport",
+    "MANIFEST_NAME",
+    "SPLITS",
+    "scan_source_folder",
+    "split_by_source",
+    "build_dataset",
+    "read_manifest",
+    "scale_samples",
+    "scale_sample_rate",
+    "class_names",
+    "make_tf_dataset",
+    "load_clips",
+    "ensure_demo_dataset",
+]
+
+MANIFEST_NAME = "manifest.json"
+SPLITS = ("train", "test")
+#: Version of the on-disk layout; bump when records or manifest change meaning.
+FORMAT_VERSION = 1
+#: Aim for shards of about this size (a few per split for hours of audio).
+_TARGET_SHARD_BYTES = 128 * 2 ** 20
+_MAX_SHARDS = 64
+#: Frames read from a file per step while streaming.
+_BLOCK_FRAMES = 1 << 19
+_PARTIAL_DIR = ".partial"
+
+
+class DatasetError(ValueError):
+    """Bad arguments or a source folder from which nothing usable can be built.
+
+    Notebook: chapters/01_audio_fundamentals.ipynb
+    """
+
+
+# --------------------------------------------------------------------------------------
+# Finding and splitting the source files
+# --------------------------------------------------------------------------------------
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def scan_source_folder(source_dir: str | os.PathLike, exclude: Iterable[Path] = ()
+                       ) -> tuple[dict[str, list[Path]], list[tuple[str, str]],
+                                  list[tuple[str, str]]]:
+    """Find the class folders and their audio files.
+
+    Args:
+        source_dir: Folder with one subfolder per class; files may sit in
+            nested folders (albums) under a class folder.
+        exclude: Folders not to look into (e.g. an output folder inside
+            ``source_dir``).
+
+    Returns:
+        ``(files_per_class, problems, ignored)``: class name -> sorted audio
+        paths (classes sorted by name, empty ones left out); ``problems``:
+        ``(path, reason)`` for empty class folders; ``ignored``: ``(path,
+        reason)`` for files that are not audio or not inside a class folder.
+
+    Raises:
+        DatasetError: ``source_dir`` is missing, not a folder, or has no
+            class subfolders.
+
+    Notebook: chapters/01_audio_fundamentals.ipynb
+    """
+    root = Path(source_dir).expanduser()
+    if not root.exists():
+        raise DatasetError(f"source folder {root} does not exist")
+    if not root.is_dir():
+        raise DatasetError(f"source {root} is not a folder")
+    excluded = {Path(p).resolve() for p in exclude}
+    problems: list[tuple[str, str]] = []
+    ignored: list[tuple[str, str]] = []
+    class_dirs = []
+    loose_audio = 0
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith(".") or entry.resolve() in excluded:
+            continue
+        if entry.is_dir():
+            class_dirs.append(entry)
+        elif entry.suffix.lower() in audio.AUDIO_EXTENSIONS:
+            loose_audio += 1
+            ignored.append((_relative(entry, root), "audio file outside a class folder"))
+        else:
+            ignored.append((_relative(entry, root), "not an audio file"))
+    if not class_dirs:
+        hint = (f" (it holds {loose_audio} audio files directly)" if loose_audio else "")
+        raise DatasetError(
+            f"source folder {root} has no class subfolders{hint}: expected one folder per class, "
+            f"e.g. {root}/<class name>/<audio files>")
+    files_per_class: dict[str, list[Path]] = {}
+    for class_dir in class_dirs:
+        files = []
+        for path in sorted(class_dir.rglob("*")):
+            relative_parts = path.relative_to(class_dir).parts
+            if any(part.startswith(".") for part in relative_parts):
+                continue  # hidden files and folders (.DS_Store, ._x.wav, .git)
+            if any(path.resolve().is_relative_to(e) for e in excluded) or not path.is_file():
+                continue
+            if path.suffix.lower() in audio.AUDIO_EXTENSIONS:
+                files.append(path)
+            else:
+                ignored.append((_relative(path, root), "not an audio file"))
+        if files:
+            files_per_class[class_dir.name] = files
+        else:
+            problems.append((_relative(class_dir, root), "empty class folder: no audio files"))
+    return files_per_class, problems, ignored
+
+
+def split_by_source(seconds_per_file: dict[str, dict[str, float]], test_fraction: float,
+                    seed: int = 0) -> dict[str, str]:
+    """Assign whole source files to train or test, class by class.
+
+    In each class the files are shuffled (deterministically from ``seed`` and
+    the class name) and the first ones go to test until their duration is
+    closest to ``test_fraction`` of the class; a class with two or more files
+    gets at least one file in each split (when ``0 < test_fraction < 1``).
+
+    Args:
+        seconds_per_file: class name -> {file key -> duration in seconds}.
+        test_fraction: Wanted share of each class's audio in test, in [0, 1).
+        seed: Seed of the shuffle.
+
+    Returns:
+        file key -> ``"train"`` or ``"test"``.
+
+    Notebook: chapters/01_audio_fundamentals.ipynb
+    """
+    assignment = {}
+    for class_name, durations in seconds_per_file.items():
+        keys = sorted(durations)
+        rng = np.random.default_rng([seed, zlib.crc32(class_name.encode())])
+        keys = [keys[i] for i in rng.permutation(len(keys))]
+        n_test = 0
+        if test_fraction > 0 and len(keys) >= 2:
+            total = sum(durations.values())
+            cumulative = np.cumsum([durations[k] for k in keys])
+            # number of leading files whose total is closest to the target, in [1, n-1]
+            candidates = range(1, len(keys))
+            n_test = min(candidates, key=lambda n: abs(cumulative[n - 1] - test_fraction * total))
+        for i, key in enumerate(keys):
+            assignment[key] = "test" if i < n_test else "train"
+    return assignment
+
+
+# --------------------------------------------------------------------------------------
+# Turning one file into clips of every scale
+# --------------------------------------------------------------------------------------
+
+def _pyramid_clip_batches(blocks: Iterable[np.ndarray], clip_samples: int,
+                          num_scales: int) -> Iterator[list[np.ndarray]]:
+    """Cut a stream of finest-rate blocks into clips at every scale.
+
+    Each octave below the finest is made by a streaming half-band resampler
+    fed by the octave above, so the result equals
+    :func:`pggan_lib.audio.sample_rate_pyramid` applied to the whole file and
+    then cut, while only a block of each octave is held in memory.
+
+    Yields:
+        Lists of K arrays, coarsest first; entry k has shape
+        ``(m, clip_samples / 2**(K-1-k))`` for the same m clips.
+    """
+    halvers = [soxr.ResampleStream(2, 1, 1, dtype="float32", quality="HQ")
+               for _ in range(num_scales - 1)]
+    # buffers[j] holds octave j (0 = finest) samples not yet cut into clips.
+    buffers = [np.zeros(0, np.float32) for _ in range(num_scales)]
+    lengths = [clip_samples >> j for j in range(num_scales)]
+
+    def push(block: np.ndarray, last: bool) -> list[np.ndarray] | None:
+        signal = block
+        for j in range(num_scales):
+            if j > 0:
+                signal = halvers[j - 1].resample_chunk(signal, last=last)
+            if signal.shape[0]:
+                buffers[j] = np.concatenate([buffers[j], signal])
+        n_clips = min(buffers[j].shape[0] // lengths[j] for j in range(num_scales))
+        if n_clips == 0:
+            return None
+        clips = []
+        for j in range(num_scales):
+            used = n_clips * lengths[j]
+            clips.append(buffers[j][:used].reshape(n_clips, lengths[j]))
+            buffers[j] = buffers[j][used:].copy()
+        return clips[::-1]
+
+    for block in blocks:
+        batch = push(np.asarray(block, np.float32), last=False)
+        if batch is not None:
+            yield batch
+    batch = push(np.zeros(0, np.float32), last=True)
+    if batch is not None:
+        yield batch
+
+
+def _to_int16_bytes(clips: np.ndarray) -> list[bytes]:
+    pcm = np.clip(np.round(clips * 32768.0), -32768, 32767).astype("<i2")
+    return [row.tobytes() for row in pcm]
+
+
+def _example(label: int, source: int, clip: int, scales: list[bytes]) -> bytes:
+    feature = {
+        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+        "source": tf.train.Feature(int64_list=tf.train.Int64List(value=[source])),
+        "clip": tf.train.Feature(int64_list=tf.train.Int64List(value=[clip])),
+    }
+    for k, pcm in enumerate(scales):
+        feature[f"audio_{k}"] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[pcm]))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+class _ShardWriter:
+    """Writes one split's records round-robin over its shards (so each shard mixes files)."""
+
+    def __init__(self, directory: Path, split: str, num_shards: int):
+        self.names = [f"{split}-{i:05d}.tfrecord" for i in range(num_shards)]
+        self.writers = [tf.io.TFRecordWriter(str(directory / n)) for n in self.names]
+        self.counts = [0] * num_shards
+        self.next = 0
+
+    def write(self, record: bytes) -> None:
+        self.writers[self.next].write(record)
+        self.counts[self.next] += 1
+        self.next = (self.next + 1) % len(self.writers)
+
+    def close(self) -> list[dict[str, Any]]:
+        for writer in self.writers:
+            writer.close()
+        return [{"file": n, "num_clips": c} for n, c in zip(self.names, self.counts) if c]
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.2f} h"
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
+
+
+# --------------------------------------------------------------------------------------
+# The report
+# --------------------------------------------------------------------------------------
+
+@dataclass
+class DatasetReport:
+    """What a build produced, skipped and how long it took.
+
+    Attributes:
+        out_dir: The dataset folder.
+        manifest: The manifest written there (see :func:`read_manifest`).
+        skipped: ``(path, reason)`` for every file or folder left out.
+        ignored: ``(path, reason)`` for non-audio files that were not read.
+        warnings: Remarks that need no action (e.g. a class with one file).
+        seconds_read: Seconds of source audio decoded.
+        wall_seconds: Build time.
+        peak_rss_mb: Peak resident memory of the process (MB) at the end.
+
+    Notebook: chapters/01_audio_fundamentals.ipynb
+    """
+
+    out_dir: Path
+    manifest: dict[str, Any]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    ignored: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    seconds_read: float = 0.0
+    wall_seconds: float = 0.0
+    peak_rss_mb: float = 0.0
+
+    def clips_per_class(self, split: str) -> dict[str, int]:
+        """Class name -> number of clips in ``split``."""
+        return dict(self.manifest["splits"][split]["clips_per_class"])
+
+    def num_clips(self, split: str) -> int:
+        """Clips in ``split``."""
+        return int(self.manifest["splits"][split]["num_clips"])
+
+    @property
+    def speed(self) -> float:
+        """Seconds of source audio processed per second of wall time."""
+        return self.seconds_read / self.wall_seconds if self.wall_seconds > 0 else float("inf")
+
+    def summary(self) -> str:
+        """Human-readable account: clips per split and class, hours, skipped files, speed."""
+        m = self.manifest
+        clip_seconds = m["clip_samples"] / m["sample_rate"]
+        rates = m["scale_sample_rates"]
+        lines = [f"Dataset {self.out_dir}",
+                 f"  {m['num_scales']} scales {rates[0]:g} .. {rates[-1]:g} Hz; clips of "
+                 f"{m['clip_samples']} samples ({clip_seconds:.3f} s) at the finest scale"]
+        width = max([len("class")] + [len(c) for c in m["class_names"]])
+        lines.append(f"  {'class':<{width}}  {'train':>7}  {'test':>7}")
+        for name in m["class_names"]:
+            counts = [m["splits"][s]["clips_per_class"].get(name, 0) for s in SPLITS]
+            lines.append(f"  {name:<{width}}  {counts[0]:>7}  {counts[1]:>7}")
+        totals = [m["splits"][s]["num_clips"] for s in SPLITS]
+        lines.append(f"  {'total':<{width}}  {totals[0]:>7}  {totals[1]:>7}   "
+                     f"({_duration(totals[0] * clip_seconds)} train, "
+                     f"{_duration(totals[1] * clip_seconds)} test)")
+        files = [len(m["splits"][s]["sources"]) for s in SPLITS]
+        dropped = sum(m["splits"][s]["dropped_silent_clips"] for s in SPLITS)
+        lines.append(f"  source files: {files[0]} train, {files[1]} test; "
+                     f"{dropped} near-silent clips dropped")
+        lines.append(f"  read {_duration(self.seconds_read)} of audio in {self.wall_seconds:.1f} s "
+                     f"({self.speed:.0f}x real time), peak memory {self.peak_rss_mb:.0f} MB")
+        if self.skipped:
+            lines.append(f"Skipped {len(self.skipped)}:")
+            lines += [f"  {path}: {reason}" for path, reason in self.skipped]
+        if self.ignored:
+            lines.append(f"Ignored {len(self.ignored)} non-audio or misplaced files:")
+            shown = self.ignored[:10]
+            lines += [f"  {path}: {reason}" for path, reason in shown]
+            if len(self.ignored) > len(shown):
+                lines.append(f"  ... and {len(self.ignored) - len(shown)} more (see manifest.json)")
+        if self.warnings:
+            lines.append("Warnings:")
+            lines += [f"  {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------
+# Building
+# --------------------------------------------------------------------------------------
+
+def _validate(sample_rate: int, clip_samples: int, num_scales: int, test_fraction: float) -> None:
+    if not (isinstance(num_scales, int) and num_scales >= 1):
+        raise DatasetError(f"num_scales (--scales) must be an integer >= 1, got {num_scales!r}")
+    if not (isinstance(clip_samples, int) and clip_samples > 0):
+        raise DatasetError(f"clip_samples (--clip-samples) must be a positive integer, "
+                           f"got {clip_samples!r}")
+    factor = 2 ** (num_scales - 1)
+    if clip_samples % factor:
+        raise DatasetError(
+            f"clip_samples (--clip-samples) = {clip_samples} must be divisible by "
+            f"2**(scales-1) = {factor} so that every scale has a whole number of samples; "
+            f"the nearest valid lengths are {_nearest_multiples(clip_samples, factor)}")
+    if not sample_rate or sample_rate <= 0:
+        raise DatasetError(f"sample_rate (--sample-rate) must be positive, got {sample_rate!r}")
+    if not 0.0 <= test_fraction < 1.0:
+        raise DatasetError(f"test_fraction (--test-fraction) must be in [0, 1), "
+                           f"got {test_fraction!r}")
+
+
+def _nearest_multiples(value: int, factor: int) -> str:
+    below, above = value // factor * factor, (value // factor + 1) * factor
+    return f"{below} and {above}" if below > 0 else str(above)
+
+
+def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DatasetError(f"output {out_dir} exists and is not a folder")
+    if out_dir.exists() and any(p.name != _PARTIAL_DIR for p in out_dir.iterdir()) and not overwrite:
+        raise DatasetError(f"output folder {out_dir} exists and is not empty; choose another "
+                           f"folder or pass overwrite=True (--overwrite) to replace the dataset")
+
+
+def _install(partial: Path, out_dir: Path) -> None:
+    """Replace an old dataset's files by the new ones; the manifest goes last."""
+    for old in list(out_dir.glob("*.tfrecord")) + [out_dir / MANIFEST_NAME]:
+        if old.is_file():
+            old.unlink()
+    for new in sorted(partial.iterdir()):
+        if new.name != MANIFEST_NAME:
+            new.replace(out_dir / new.name)
+    (partial / MANIFEST_NAME).replace(out_dir / MANIFEST_NAME)
+    partial.rmdir()
+
+
+def _number(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else float(value)
+
+
+def build_dataset(source_dir: str | os.PathLike, out_dir: str | os.PathLike,
+                  sample_rate: int = DEFAULT_SAMPLE_RATE,
+                  clip_samples: int = DEFAULT_CLIP_SAMPLES,
+                  num_scales: int = DEFAULT_NUM_SCALES, test_fraction: float = 0.2,
+                  seed: int = 0, overwrite: bool = False, progress: bool = True,
+                  target_db: float = -20.0, peak: float = 0.99, silence_db: float = -60.0,
+                  max_gain_db: float = 60.0, num_shards: int | None = None) -> DatasetReport:
+    """Build a multi-scale clip dataset from a folder of class subfolders.
+
+    Each usable file is streamed: mixed to mono, resampled to ``sample_rate``,
+    halved ``num_scales - 1`` times, cut into non-overlapping clips of
+    ``clip_samples`` (finest scale). Clips whose finest-scale RMS is below
+    ``silence_db`` are dropped; every scale of a kept clip is normalised to
+    ``target_db`` on its own. Whole files go to train or test
+    (:func:`split_by_source`).
+
+    Args:
+        source_dir: ``source_dir/<class>/**/<file>`` with WAV, FLAC, OGG, MP3 or
+            AIFF files at any rate, mono or multichannel.
+        out_dir: Output folder (created). Must be empty unless ``overwrite``.
+        sample_rate: Rate of the finest scale (Hz).
+        clip_samples: Clip length at the finest scale; divisible by
+            ``2**(num_scales-1)``.
+        num_scales: K, number of scales.
+        test_fraction: Share of each class's audio put in the test split.
+        seed: Seed of the train/test split.
+        overwrite: Replace the dataset files in a non-empty ``out_dir``.
+        progress: Show a tqdm progress bar (seconds of audio).
+        target_db: RMS level of every clip at every scale (dBFS).
+        peak: Largest sample magnitude after normalising.
+        silence_db: Clips quieter than this (finest scale, before
+            normalising) are dropped as near-silent.
+        max_gain_db: Largest normalising gain, so that a scale with almost no
+            energy (a flute at 250 Hz) is not turned into loud noise.
+        num_shards: Shards for the train split (test gets a quarter, at least
+            one); default: about one per 128 MB, at least 2.
+
+    Returns:
+        A :class:`DatasetReport`; ``report.summary()`` prints it.
+
+    Raises:
+        DatasetError: Invalid arguments, missing source folder, no class
+            subfolders, non-empty ``out_dir`` without ``overwrite``, or no
+            usable clip at all (the message lists what was skipped and why).
+
+    Notebook: chapters/01_audio_fundamentals.ipynb
+    """
+    start = time.perf_counter()
+    _validate(sample_rate, clip_samples, num_scales, test_fraction)
+    source_root = Path(source_dir).expanduser().resolve()
+    out_dir = Path(out_dir).expanduser().resolve()
+    files_per_class, skipped, ignored = scan_source_folder(source_root, exclude=[out_dir])
+    _check_out_dir(out_dir, overwrite)
+
+    # 1. Probe headers: weed out unreadable and too-short files, learn durations.
+    clip_seconds = clip_samples / sample_rate
+    seconds_per_file: dict[str, dict[str, float]] = {}
+    paths: dict[str, Path] = {}
+    for class_name, files in files_per_class.items():
+        for path in files:
+            key = _relative(path, source_root)
+            try:
+                info = audio.audio_info(path)
+            except audio.AudioError as error:
+                skipped.append((key, error.reason))
+                continue
+            if info.frames == 0:
+                skipped.append((key, "contains no samples"))
+                continue
+            if info.seconds < clip_seconds:
+                skipped.append((key, f"shorter than one clip ({info.seconds:.3f} s < "
+                                     f"{clip_seconds:.3f} s)"))
+                continue
+            seconds_per_file.setdefault(class_name, {})[key] = info.seconds
+            paths[key] = path
+    classes = sorted(seconds_per_file)
+    if not classes:
+        raise DatasetError(_nothing_usable_message(source_root, sorted(skipped)))
+    warnings = []
+    for class_name in files_per_class:
+        if class_name not in seconds_per_file:
+            skipped.append((class_name, "class left out: none of its files is usable"))
+    for class_name in classes:
+        if test_fraction > 0 and len(seconds_per_file[class_name]) == 1:
+            warnings.append(f"class '{class_name}' has one usable file: all its clips are in train")
+
+    # 2. Split by source file, then decide shard counts from the expected size.
+    split_of = split_by_source(seconds_per_file, test_fraction, seed)
+    label_of = {key: classes.index(c) for c in classes for key in seconds_per_file[c]}
+    sources = sorted(paths, key=lambda k: (label_of[k], k))
+    bytes_per_clip = 2 * clip_samples * (2 - 2.0 ** (1 - num_scales)) + 64
+    shards = {}
+    for split in SPLITS:
+        seconds = sum(seconds_per_file[classes[label_of[k]]][k] for k in sources
+                      if split_of[k] == split)
+        expected_clips = int(seconds / clip_seconds)
+        if num_shards is None:
+            wanted = max(2 if split == "train" else 1,
+                         math.ceil(expected_clips * bytes_per_clip / _TARGET_SHARD_BYTES))
+        else:
+            wanted = num_shards if split == "train" else max(1, num_shards // 4)
+        shards[split] = max(1, min(wanted, _MAX_SHARDS, expected_clips))
+
+    # New files go to out_dir/.partial and replace an old dataset only on success.
+    created_out_dir = not out_dir.exists()
+    partial = out_dir / _PARTIAL_DIR
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    writers = {split: _ShardWriter(partial, split, shards[split]) for split in SPLITS}
+
+    # 3. Stream every file; a random (seeded) order mixes classes along each shard.
+    order = [sources[i] for i in np.random.default_rng(seed).permutation(len(sources))]
+    source_entries = {k: {"path": k, "class": classes[label_of[k]], "split": split_of[k],
+                          "num_clips": 0, "dropped_silent_clips": 0, "clips_cut": 0,
+                          "seconds": 0.0}
+                      for k in sources}
+    source_id = {k: i for i, k in enumerate(sources)}
+    seconds_read = 0.0
+    total_seconds = sum(sum(d.values()) for d in seconds_per_file.values())
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=round(total_seconds), unit="s", desc="audio", unit_scale=True,
+                   dynamic_ncols=True)
+    try:
+        for key in order:
+            entry = source_entries[key]
+            try:
+                _write_file_clips(paths[key], entry, writers[split_of[key]], source_id[key],
+                                  label_of[key], sample_rate, clip_samples, num_scales,
+                                  target_db, peak, silence_db, max_gain_db)
+            except audio.AudioError as error:
+                kept = entry["num_clips"]
+                skipped.append((key, error.reason + (f" (kept the {kept} clips before it)"
+                                                     if kept else "")))
+            except Exception as error:  # noqa: BLE001 - one bad file must not stop the build
+                skipped.append((key, f"unexpected error: {type(error).__name__}: {error}"))
+            else:
+                if entry["clips_cut"] == 0:
+                    skipped.append((key, f"shorter than one clip after resampling "
+                                         f"({entry['seconds']:.3f} s)"))
+                elif entry["num_clips"] == 0:
+                    skipped.append((key, f"all clips near-silent (below {silence_db:g} dBFS)"))
+            seconds_read += entry["seconds"]
+            if bar is not None:
+                bar.update(round(seconds_read) - bar.n)
+    finally:
+        shard_lists = {split: writers[split].close() for split in SPLITS}
+        if bar is not None:
+            bar.close()
+
+    skipped.sort()
+    manifest = _make_manifest(source_root, classes, source_entries, sources, shard_lists,
+                              skipped, ignored, sample_rate, clip_samples, num_scales,
+                              test_fraction, seed, target_db, peak, silence_db, max_gain_db)
+    if manifest["splits"]["train"]["num_clips"] + manifest["splits"]["test"]["num_clips"] == 0:
+        shutil.rmtree(partial)
+        if created_out_dir:
+            out_dir.rmdir()
+        raise DatasetError(_nothing_usable_message(source_root, skipped))
+    for split in SPLITS:
+        kept = {s["file"] for s in shard_lists[split]}
+        for name in writers[split].names:
+            if name not in kept:
+                (partial / name).unlink()
+    for class_name in classes:
+        counts = {s: manifest["splits"][s]["clips_per_class"][class_name] for s in SPLITS}
+        if sum(counts.values()) == 0:
+            warnings.append(f"class '{class_name}' has no clips (all its audio is near-silent); "
+                            f"its label {classes.index(class_name)} is unused")
+        elif test_fraction > 0 and len(seconds_per_file[class_name]) > 1 and not all(
+                counts.values()):
+            empty = [s for s in SPLITS if not counts[s]]
+            # The split is decided from file headers; a file found silent or broken
+            # later can leave a split without clips of this class.
+            warnings.append(f"class '{class_name}' has no {empty[0]} clips: the files assigned "
+                            f"to {empty[0]} were skipped (see above)")
+    (partial / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1) + "\n")
+    _install(partial, out_dir)
+
+    report = DatasetReport(out_dir=out_dir, manifest=manifest, skipped=list(skipped),
+                           ignored=list(ignored), warnings=warnings, seconds_read=seconds_read,
+                           wall_seconds=time.perf_counter() - start,
+                           peak_rss_mb=_peak_rss_mb())
+    return report
+
+
+def _write_file_clips(path: Path, entry: dict[str, Any], writer: _ShardWriter, source_id: int,
+                      label: int, sample_rate: int, clip_samples: int, num_scales: int,
+                      target_db: float, peak: float, silence_db: float,
+                      max_gain_db: float) -> None:
+    """Stream one file into ``writer``; keep ``entry``'s counts and seconds up to date."""
+    samples_read = 0
+
+    def counted_blocks():
+        nonlocal samples_read
+        for block in audio.iter_audio_blocks(path, sample_rate, block_frames=_BLOCK_FRAMES):
+            samples_read += block.shape[0]
+            yield block
+
+    clip_index = 0
+    try:
+        for scales in _pyramid_clip_batches(counted_blocks(), clip_samples, num_scales):
+            finest = scales[-1]
+            loud = audio.rms_db(finest, axis=-1) >= silence_db
+            entry["dropped_silent_clips"] += int((~loud).sum())
+            per_scale = [_to_int16_bytes(audio.normalize_loudness(
+                clips[loud], target_db, peak, max_gain_db, axis=-1)) for clips in scales]
+            for i, clip_number in enumerate(np.flatnonzero(loud) + clip_index):
+                writer.write(_example(label, source_id, int(clip_number),
+                                      [pcm[i] for pcm in per_scale]))
+            clip_index += finest.shape[0]
+            entry["clips_cut"] = clip_index
+            entry["num_clips"] += int(loud.sum())
+    finally:
+        entry["seconds"] = samples_read / sample_rate
+
+
+def _nothing_usable_message(source_root: Path, skipped: list[tuple[str, str]]) -> str:
+    listing = "\n".join(f"  {p}: {r}" for p, r in skipped[:30])
+    more = f"\n  ... and {len(skipped) - 30} more" if len(skipped) > 30 else ""
+    return (f"no usable audio in {source_root}: every file was skipped\n{listing}{more}"
+            if skipped else f"no usable audio in {source_root}")
+
+
+def _make_manifest(source_root, classes, source_entries, sources, shard_lists, skipped, ignored,
+                   sample_rate, clip_samples, num_scales, test_fraction, seed, target_db, peak,
+                   silence_db, max_gain_db) -> dict[str, Any]:
+    splits = {}
+    for split in SPLITS:
+        entries = [source_entries[k] for k in sources if source_entries[k]["split"] == split]
+        per_class = {c: sum(e["num_clips"] for e in entries if e["class"] == c) for c in classes}
+        splits[split] = {
+            "num_clips": sum(per_class.values()),
+            "clips_per_class": per_class,
+            "seconds": round(sum(per_class.values()) * clip_samples / sample_rate, 3),
+            "dropped_silent_clips": sum(e["dropped_silent_clips"] for e in entries),
+            "sources": [e["path"] for e in entries if e["num_clips"] > 0],
+            "shards": shard_lists[split],
+        }
+    for entry in source_entries.values():
+        entry["seconds"] = round(entry["seconds"], 3)
+        entry.pop("clips_cut", None)
+    return {
+        "format_version": FORMAT_VERSION,
+        "sample_rate": sample_rate,
+        "clip_samples": clip_samples,
+        "num_scales": num_scales,
+        "scale_sample_rates": [_number(sample_rate / 2 ** (num_scales - 1 - k))
+                               for k in range(num_scales)],
+        "scale_samples": [clip_samples >> (num_scales - 1 - k) for k in range(num_scales)],
+        "class_names": classes,
+        "splits": splits,
+        "sources": [source_entries[k] for k in sources],
+        "skipped": [{"path": p, "reason": r} for p, r in skipped],
+        "ignored": [{"path": p, "reason": r} for p, r in ignored],
+        "record_features": {
+            "label": "int64: index into class_names",
+            "source": "int64: index into sources",
+            "clip": "int64: index of the clip within its source file",
+            "audio_k": "bytes: the clip at scale k (0 = coarsest) as little-endian int16 PCM; "
+                       "float = int16 / 32768",
+        },
+        "build_parameters": {
+            "source_dir": str(source_root), "sample_rate": sample_rate,
+            "clip_samples": clip_samples, "num_scales": num_scales,
+            "test_fraction": test_fraction, "seed": seed, "target_db": target_db,
+            "peak": peak, "silence_db": silence_db, "max_gain_db": max_gain_db,
+            "resampler": "soxr HQ", "loudness": "RMS per clip per scale, peak-limited",
+        },
+    }
+
+
+def _peak_rss_mb() -> float:
+    # ru_maxrss is in kilobytes on Linux (bytes on macOS).
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2 ** 20 if os.uname().sysname == "Darwin" else peak / 1024
+
+
+# --------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------
+
+def read_manifest(dataset_dir: str | os.PathLike) -> dict[str, Any]:
+    """Read ``dataset_dir/manifest.json``.
+
+    Args:
+        dataset_dir: A folder made by :func:`build_dataset`.
+
+    Returns:
+        The manifest: ``sample_rate``, ``clip_samples``, ``num_scales``,
+        ``scale_sample_rates``, ``scale_samples``, ``class_names``, ``splits``
+        (per split: ``num_clips``, ``clips_per_class``, ``sources``, ``shards``),
+        ``sources``, ``skipped``, ``build_parameters``.
+
+    Raises:
+        DatasetError: No manifest there.
+
+    Notebook: chapters/01_audio_fundamentals.ipynb
+    """
+    path = Path(dataset_dir) / MANIFEST_NAME
+    if not path.is_file():
+        raise DatasetError(f"{Path(dataset_dir)} is not a dataset: {MANIFEST_NAME} not found "
+                           f"(build one with `pggan dataset SOURCE {dataset_dir}`)")
+    manifest = json.loads(path.read_text())
+    manifest["dataset_dir"] = str(Path(dataset_dir))
+    return manifest
+
+
+def _manifest(manifest_or_dir: dict[str, Any] | str | os.PathLike) -> dict[str, Any]:
+    return manifest_or_dir if isinstance(manifest_or_dir, dict) else read_manifest(manifest_or_dir)
+
+
+def _check_scale(manifest: dict[str, Any], scale: int | None) -> int:
+    num_scales = manifest["num_scales"]
+    scale = num_scales - 1 if scale is None else scale
+    if not 0 <= scale < num_scales:
+        raise DatasetError(f"scale must be in [0, {num_scales - 1}] for this dataset, got {scale}")
+    return int(scale)
+
+
+def scale_samples(manifest_or_dir: dict[str, Any] | str | os.PathLike, scale: int) -> int:
+    """Samples per clip at ``scale`` (0 = coarsest).
+
+    Notebook: chapters/01_audio_fundamentals.ipynb
+    """
+    manifest = _manifest(manifest_or_dir)
+    scale = _check_scale(manifest, scale)
+    return manifest["clip_samples"] >> (manifest["num_scales"] - 1 - scale)
+
+
+def scale_sample_rate(manifest_or_dir: dict[str, Any] | str | os.PathLike,
+                      scale: int) -> float:
+    """Sample rate (Hz) of ``scale`` in this dataset (0 = coarsest).
+
+    Notebook: chapters/01_audio_fundamentals.ipynb
+    """
+    manifest = _manifest(manifest_or_dir)
+    return manifest["scale_sample_rates"][_check_scale(manifest, scale)]
+
+
+def class_names(dataset_dir: str | os.PathLike | dict[str, Any]) -> list[str]:
+    """Class names; a record's ``label`` indexes this list.
+
+    Notebook: chapters/01_audio_fundamentals.ipynb
+    """
+    return list(_manifest(dataset_dir)["class_names"])
+
+
+def _shard_paths(manifest: dict[str, Any], split: str) -> list[str]:
+    if split not in SPLITS:
+        raise DatasetError(f"split must be one of {SPLITS}, got {split!r}")
+    info = manifest["splits"][split]
+    if info["num_clips"] == 0:
+        raise DatasetError(f"split '{split}' of {manifest['dataset_dir']} has no clips")
+    return [str(Path(manifest["dataset_dir"]) / s["file"]) for s in info["shards"]]
+
+
+def _parser(scale: int, samples: int, with_source: bool = False):
+    """A function that parses a BATCH of serialized records into int16 clips of one scale.
+
+    Parsing a batch at once is about twice as fast as parsing record by record.
+    """
+    features = {"label": tf.io.FixedLenFeature([], tf.int64),
+                f"audio_{scale}": tf.io.FixedLenFeature([], tf.string)}
+    if with_source:
+        features["source"] = tf.io.FixedLenFeature([], tf.int64)
+
+    def parse(serialized):
+        example = tf.io.parse_example(serialized, features)
+        pcm = tf.io.decode_raw(example[f"audio_{scale}"], tf.int16, little_endian=True)
+        pcm = tf.ensure_shape(pcm, [None, samples])
+        label = tf.cast(example["label"], tf.int32)
+        if with_source:
+            return pcm, label, tf.cast(example["source"], tf.int32)
+        return pcm, label
+
+    return parse
+
+
+def _to_float(pcm, label):
+    audio_batch = tf.cast(pcm, tf.float32) / 32768.0
+    return audio_batch[..., tf.newaxis], label
+
+
+def make_tf_dataset(dataset_dir: str | os.PathLike, split: str = "train",
+                    scale: int | None = None, batch_size: int = 16, shuffle: bool = True,
+                    repeat: bool = True, seed: int = 0, drop_remainder: bool = True,
+                    shuffle_buffer: int = 2048, cache: bool = False) -> tf.data.Dataset:
+    """Stream one scale of a split as batches of (audio, label).
+
+    Shards are read in parallel and interleaved; records are parsed in
+    batches down to the int16 samples of the requested scale before
+    shuffling, so the shuffle buffer holds ``shuffle_buffer * samples * 2``
+    bytes (64 MB for 2048 clips of 16384 samples).
+
+    Args:
+        dataset_dir: A folder made by :func:`build_dataset`.
+        split: ``"train"`` or ``"test"``.
+        scale: Scale index (0 = coarsest); default the finest.
+        batch_size: Clips per batch.
+        shuffle: Shuffle shards and clips (seeded).
+        repeat: Repeat forever (training); ``False`` for one pass.
+        seed: Shuffle seed.
+        drop_remainder: Drop a last, smaller batch (keeps shapes static).
+        shuffle_buffer: Clips in the shuffle buffer.
+        cache: Keep the decoded int16 clips of this scale in memory after
+            the first pass (worth it for small sets and coarse scales).
+
+    Returns:
+        ``tf.data.Dataset`` of ``(audio, label)``: audio float32
+        ``(batch, samples_at_scale, 1)`` in [-1, 1), label int32 ``(batch,)``.
+
+    Notebook: chapters/01_audio_fundamentals.ipynb
+    """
+    manifest = read_manifest(dataset_dir)
+    scale = _check_scale(manifest, scale)
+    files = _shard_paths(manifest, split)
+    samples = scale_samples(manifest, scale)
+    dataset = tf.data.Dataset.from_tensor_slices(files)
+    if shuffle:
+        dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=len(files),
+                                 block_length=1, num_parallel_calls=tf.data.AUTOTUNE,
+                                 deterministic=True)
+    dataset = (dataset.batch(256)
+               .map(_parser(scale, samples), num_parallel_calls=tf.data.AUTOTUNE)
+               .unbatch())
+    if cache:
+        dataset = dataset.cache()
+    if shuffle:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    dataset = dataset.map(_to_float, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def load_clips(dataset_dir: str | os.PathLike, split: str = "test", scale: int | None = None,
+               max_clips: int | None = None, with_source: bool = False
+               ) -> tuple[np.ndarray, ...]:
+    """Read clips of one scale into numpy, in file order (for evaluation and plots).
+
+    Args:
+        dataset_dir: A folder made by :func:`build_dataset`.
+        split: ``"train"`` or ``"test"``.
+        scale: Scale index (0 = coarsest); default the finest.
+        max_clips: Read at most this many (``None``: all).
+        with_source: Also return each clip's source index (into the
+            manifest's ``sources``).
+
+    Returns:
+        ``(audio, labels)``: float32 ``(N, samples_at_scale, 1)`` and int32
+        ``(N,)``; with ``with_source`` a third int32 ``(N,)`` array.
+
+    Notebook: chapters/01_audio_fundamentals.ipynb
+    """
+    manifest = read_manifest(dataset_dir)
+    scale = _check_scale(manifest, scale)
+    samples = scale_samples(manifest, scale)
+    dataset = tf.data.TFRecordDataset(_shard_paths(manifest, split))
+    if max_clips is not None:
+        dataset = dataset.take(max_clips)
+    dataset = dataset.batch(1024).map(_parser(scale, samples, with_source))
+    parts = [tuple(t.numpy() for t in batch) for batch in dataset]
+    if not parts:
+        empty = (np.zeros((0, samples, 1), np.float32), np.zeros(0, np.int32))
+        return empty + ((np.zeros(0, np.int32),) if with_source else ())
+    pcm = np.concatenate([p[0] for p in parts])
+    result = (pcm.astype(np.float32)[..., None] / 32768.0,
+              np.concatenate([p[1] for p in parts]).astype(np.int32))
+    if with_source:
+        result += (np.concatenate([p[2] for p in parts]).astype(np.int32),)
+    return result
+
+
+def ensure_demo_dataset(corpus_dir: str | os.PathLike = DEMO_CORPUS_DIR,
+                        out_dir: str | os.PathLike = DEMO_DATASET_DIR,
+                        minutes_per_class: float | None = None, progress: bool = True,
+                        **build_options: Any) -> Path:
+    """Make the embedded demo corpus and its dataset unless they already exist.
+
+    Args:
+        corpus_dir: Where the rendered corpus lives (built if absent).
+        out_dir: Where the dataset goes; built if it has no manifest.
+        minutes_per_class: Corpus size; ``None`` keeps the corpus default.
+        progress: Show progress bars.
+        **build_options: Passed to :func:`build_dataset` (``sample_rate``, ...).
+
+    Returns:
+        ``out_dir`` as a Path.
+
+    Notebook: chapters/01_audio_fundamentals.ipynb
+    """
+    from pggan_lib import corpus  # imported here: music21 is slow to import
+
+    out_dir = Path(out_dir)
+    if (out_dir / MANIFEST_NAME).is_file():
+        return out_dir
+    corpus_kwargs = {} if minutes_per_class is None else {"minutes_per_class": minutes_per_class}
+    corpus_path = corpus.ensure_demo_corpus(corpus_dir, **corpus_kwargs)
+    build_dataset(corpus_path, out_dir, progress=progress, overwrite=True, **build_options)
+    return out_dir

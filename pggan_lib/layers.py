@@ -1,0 +1,552 @@
+"""Building blocks of the progressive generator and critic, for 1-D audio.
+
+All layers work channels-last on tensors of shape ``(batch, samples, channels)``
+and are registered with Keras under the package name ``"pggan"``, so a
+``.keras`` file that contains them loads in Keras's safe mode (no lambdas).
+
+* :class:`EqualizedConv1D`, :class:`EqualizedDense`: PGGAN's equalised
+  learning rate. Weights are stored ~ N(0, 1) and multiplied at run time by
+  He's constant ``gain / sqrt(fan_in)``, so that Adam's per-parameter step is
+  the same relative size for every layer.
+* :class:`PixelNorm`: normalises each sample's feature vector to unit RMS.
+* :class:`MinibatchStdDev`: appends the average standard deviation across a
+  group of examples as one extra feature channel (helps against mode collapse).
+* :class:`FadeIn`: ``(1 - alpha) * old + alpha * new`` with ``alpha`` a
+  non-trainable variable that the training loop ramps from 0 to 1.
+* :class:`Upsample1D`, :class:`Downsample1D`: change the sample rate by 2
+  through a fixed Kaiser-windowed-sinc low-pass filter (anti-aliasing), as a
+  depthwise convolution.
+* :class:`PhaseShuffle`: WaveGAN's random shift of the critic's activations.
+* :class:`ReportActivation`: the report's ``f(x) = tanh(x) + x / alpha``.
+
+Notebook: chapters/03_progressive_model.ipynb
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+__all__ = [
+    "EqualizedConv1D",
+    "EqualizedDense",
+    "PixelNorm",
+    "MinibatchStdDev",
+    "FadeIn",
+    "Upsample1D",
+    "Downsample1D",
+    "PhaseShuffle",
+    "ReportActivation",
+    "make_activation",
+    "ACTIVATION_NAMES",
+    "lowpass_filter",
+]
+
+#: Names accepted by :func:`make_activation`.
+ACTIVATION_NAMES = ("report", "leaky", "linear", "tanh")
+
+_PACKAGE = "pggan"
+
+
+# ---------------------------------------------------------------------------
+# Equalised learning rate
+# ---------------------------------------------------------------------------
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class EqualizedConv1D(keras.layers.Layer):
+    """1-D convolution with PGGAN's equalised learning rate.
+
+    The kernel is stored ~ N(0, 1); the convolution uses
+    ``kernel * gain / sqrt(kernel_size * in_channels)``, so every layer's
+    effective weights have He's standard deviation whatever its fan-in.
+
+    Args:
+        filters: Output channels.
+        kernel_size: Taps of the convolution.
+        gain: Numerator of He's constant (``sqrt(2)`` for (leaky-)ReLU-like
+            activations, 1 for a linear output layer).
+        use_bias: Add a bias (initialised to 0, not scaled).
+        padding: ``"same"`` (length kept) or ``"valid"``.
+        strides: Convolution stride.
+
+    Input shape: ``(batch, samples, in_channels)``.
+    Output shape: ``(batch, samples', filters)`` (``samples' = samples`` for
+    ``"same"`` padding and stride 1).
+
+    Notebook: chapters/03_progressive_model.ipynb
+    """
+
+    def __init__(self, filters, kernel_size, gain=math.sqrt(2.0), use_bias=True,
+                 padding="same", strides=1, **kwargs):
+        super().__init__(**kwargs)
+        if padding not in ("same", "valid"):
+            raise ValueError(f"EqualizedConv1D padding must be 'same' or 'valid', got {padding!r}")
+        self.filters = int(filters)
+        self.kernel_size = int(kernel_size)
+        self.gain = float(gain)
+        self.use_bias = bool(use_bias)
+        self.padding = padding
+        self.strides = int(strides)
+
+    def build(self, input_shape):
+        in_channels = int(input_shape[-1])
+        self.kernel = self.add_weight(
+            name="kernel", shape=(self.kernel_size, in_channels, self.filters),
+            initializer=keras.initializers.RandomNormal(0.0, 1.0))
+        self.bias = (self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
+                     if self.use_bias else None)
+        # He's constant, applied at run time (not folded into the stored weights).
+        self.runtime_scale = self.gain / math.sqrt(self.kernel_size * in_channels)
+
+    def call(self, inputs):
+        kernel = self.kernel * ops.cast(self.runtime_scale, self.kernel.dtype)
+        outputs = ops.conv(inputs, kernel, strides=self.strides, padding=self.padding,
+                           data_format="channels_last")
+        if self.use_bias:
+            outputs = outputs + self.bias
+        return outputs
+
+    def compute_output_shape(self, input_shape):
+        length = input_shape[1]
+        if length is not None:
+            if self.padding == "same":
+                length = -(-length // self.strides)
+            else:
+                length = (length - self.kernel_size) // self.strides + 1
+        return (input_shape[0], length, self.filters)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.filters, kernel_size=self.kernel_size, gain=self.gain,
+                      use_bias=self.use_bias, padding=self.padding, strides=self.strides)
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class EqualizedDense(keras.layers.Layer):
+    """Dense layer with PGGAN's equalised learning rate.
+
+    Args:
+        units: Output features.
+        gain: Numerator of He's constant ``gain / sqrt(in_features)``.
+        use_bias: Add a bias (initialised to 0).
+
+    Input shape: ``(batch, in_features)``. Output shape: ``(batch, units)``.
+
+    Notebook: chapters/03_progressive_model.ipynb
+    """
+
+    def __init__(self, units, gain=math.sqrt(2.0), use_bias=True, **kwargs):
+        super().__init__(**kwargs)
+        self.units = int(units)
+        self.gain = float(gain)
+        self.use_bias = bool(use_bias)
+
+    def build(self, input_shape):
+        in_features = int(input_shape[-1])
+        self.kernel = self.add_weight(
+            name="kernel", shape=(in_features, self.units),
+            initializer=keras.initializers.RandomNormal(0.0, 1.0))
+        self.bias = (self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
+                     if self.use_bias else None)
+        self.runtime_scale = self.gain / math.sqrt(in_features)
+
+    def call(self, inputs):
+        outputs = ops.matmul(inputs, self.kernel * ops.cast(self.runtime_scale, self.kernel.dtype))
+        if self.use_bias:
+            outputs = outputs + self.bias
+        return outputs
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(units=self.units, gain=self.gain, use_bias=self.use_bias)
+        return config
+
+
+# ---------------------------------------------------------------------------
+# Normalisation and statistics
+# ---------------------------------------------------------------------------
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class PixelNorm(keras.layers.Layer):
+    """PGGAN's pixelwise feature normalisation (per sample, across channels).
+
+    ``y = x / sqrt(mean(x**2, axis=-1) + epsilon)``.
+
+    Args:
+        epsilon: Added under the square root so silence does not divide by 0.
+
+    Input/output shape: ``(..., channels)``.
+
+    Notebook: chapters/03_progressive_model.ipynb
+    """
+
+    def __init__(self, epsilon=1e-8, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = float(epsilon)
+
+    def call(self, inputs):
+        return inputs * ops.rsqrt(ops.mean(ops.square(inputs), axis=-1, keepdims=True)
+                                  + self.epsilon)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(epsilon=self.epsilon)
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class MinibatchStdDev(keras.layers.Layer):
+    """Append the group-averaged standard deviation as one feature channel.
+
+    As in PGGAN: the batch is split into groups of ``G = min(group_size,
+    batch)`` examples, example ``b`` belonging to group ``b % (batch // G)``;
+    within each group the standard deviation of every (sample, channel) entry
+    is taken over the G members (population std, epsilon 1e-8 under the root)
+    and averaged into one number, which is broadcast as an extra channel to
+    the group's members. If the batch is not divisible by G, G is lowered to
+    the largest divisor of the batch not above it (PGGAN itself would fail).
+
+    Args:
+        group_size: Examples per group (PGGAN: 4).
+        epsilon: Added to the variance before the square root.
+
+    Input shape: ``(batch, samples, channels)``.
+    Output shape: ``(batch, samples, channels + 1)``.
+
+    Notebook: chapters/03_progressive_model.ipynb
+    """
+
+    def __init__(self, group_size=4, epsilon=1e-8, **kwargs):
+        super().__init__(**kwargs)
+        if int(group_size) < 1:
+            raise ValueError(f"MinibatchStdDev group_size must be >= 1, got {group_size}")
+        self.group_size = int(group_size)
+        self.epsilon = float(epsilon)
+
+    def _group_size_for(self, batch):
+        if isinstance(batch, int):
+            group = min(self.group_size, batch)
+            while batch % group:
+                group -= 1
+            return group
+        # Batch unknown while tracing: pick the largest divisor <= group_size with ops.
+        candidates = ops.arange(self.group_size, 0, -1, dtype="int32")
+        divides = ops.equal(ops.mod(batch, candidates), 0)
+        return ops.take(candidates, ops.argmax(ops.cast(divides, "int32")))
+
+    def call(self, inputs):
+        batch, samples, channels = (ops.shape(inputs)[0], ops.shape(inputs)[1],
+                                    ops.shape(inputs)[2])
+        group = self._group_size_for(batch)
+        grouped = ops.reshape(inputs, (group, -1, samples, channels))   # (G, M, L, C)
+        grouped = ops.cast(grouped, "float32")  # statistics in fp32 under mixed precision
+        variance = ops.mean(ops.square(grouped - ops.mean(grouped, axis=0, keepdims=True)), axis=0)
+        stddev = ops.sqrt(variance + self.epsilon)                      # (M, L, C)
+        feature = ops.mean(stddev, axis=(1, 2))                          # (M,)
+        feature = ops.reshape(ops.tile(feature[None, :], (group, 1)), (-1, 1, 1))  # (B, 1, 1)
+        feature = ops.cast(feature, inputs.dtype) * ops.ones_like(inputs[:, :, :1])
+        return ops.concatenate([inputs, feature], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        channels = None if input_shape[-1] is None else input_shape[-1] + 1
+        return tuple(input_shape[:-1]) + (channels,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(group_size=self.group_size, epsilon=self.epsilon)
+        return config
+
+
+# ---------------------------------------------------------------------------
+# Fade-in between scales
+# ---------------------------------------------------------------------------
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class FadeIn(keras.layers.Layer):
+    """Weighted sum ``(1 - alpha) * old + alpha * new`` of two equal-shape tensors.
+
+    ``alpha`` is a non-trainable scalar variable (saved with the weights), so a
+    compiled train step reads its current value without retracing. Set it
+    with :meth:`set_alpha`.
+
+    Args:
+        initial_alpha: Starting value of ``alpha`` (1 = only the new path).
+
+    Call args:
+        inputs: ``[old, new]``, two tensors of the same shape.
+
+    Returns:
+        A tensor of that shape.
+
+    Notebook: chapters/03_progressive_model.ipynb
+    """
+
+    def __init__(self, initial_alpha=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.initial_alpha = float(initial_alpha)
+        # Created here (not in build) so the owner model can expose it at once.
+        self.alpha = self.add_weight(
+            name="alpha", shape=(), trainable=False, dtype="float32",
+            initializer=keras.initializers.Constant(self.initial_alpha))
+        self.built = True
+
+    def set_alpha(self, value):
+        """Assign ``alpha`` (a float in [0, 1]); no retrace needed."""
+        value = float(value)
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"FadeIn alpha must be in [0, 1], got {value}")
+        self.alpha.assign(value)
+
+    def call(self, inputs):
+        old, new = inputs
+        alpha = ops.cast(self.alpha, old.dtype)
+        return old + alpha * (new - old)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(initial_alpha=self.initial_alpha)
+        return config
+
+
+# ---------------------------------------------------------------------------
+# Anti-aliased resampling by 2
+# ---------------------------------------------------------------------------
+
+def lowpass_filter(num_taps=33, cutoff=0.225, kaiser_beta=6.0):
+    """Kaiser-windowed-sinc low-pass FIR with unit DC gain.
+
+    The defaults pass up to 0.15 of the input rate (< 0.02 dB loss) and
+    attenuate everything from 0.28 of the rate by more than 45 dB, from 0.3 by
+    more than 65 dB: a tone above the half-rate Nyquist (0.25) folds back at
+    least 40 dB down after decimation by 2.
+
+    Args:
+        num_taps: Odd filter length (odd keeps the filter zero-phase).
+        cutoff: -6 dB point in cycles per input sample (0.25 = half Nyquist).
+        kaiser_beta: Kaiser window shape (larger: more attenuation, wider
+            transition band).
+
+    Returns:
+        np.float32 array of shape ``(num_taps,)``.
+
+    Notebook: chapters/03_progressive_model.ipynb
+    """
+    if num_taps < 1 or num_taps % 2 == 0:
+        raise ValueError(f"lowpass_filter num_taps must be odd and positive, got {num_taps}")
+    if not 0.0 < cutoff < 0.5:
+        raise ValueError(f"lowpass_filter cutoff must be in (0, 0.5) cycles/sample, got {cutoff}")
+    n = np.arange(num_taps) - (num_taps - 1) / 2
+    taps = 2 * cutoff * np.sinc(2 * cutoff * n) * np.kaiser(num_taps, kaiser_beta)
+    return (taps / taps.sum()).astype(np.float32)
+
+
+class _FIRResample(keras.layers.Layer):
+    """Shared code of :class:`Upsample1D` and :class:`Downsample1D`."""
+
+    def __init__(self, num_taps=33, cutoff=0.225, kaiser_beta=6.0, **kwargs):
+        super().__init__(**kwargs)
+        self.num_taps = int(num_taps)
+        self.cutoff = float(cutoff)
+        self.kaiser_beta = float(kaiser_beta)
+        self.taps = lowpass_filter(self.num_taps, self.cutoff, self.kaiser_beta)
+
+    def _depthwise(self, inputs, taps, pad_left, pad_right, strides=1):
+        # A fixed constant, tiled over channels: a depthwise conv, no weights to save.
+        channels = int(inputs.shape[-1])
+        kernel = np.tile(np.asarray(taps, np.float32)[:, None, None], (1, channels, 1))
+        kernel = ops.convert_to_tensor(kernel, dtype=inputs.dtype)
+        padded = ops.pad(inputs, ((0, 0), (pad_left, pad_right), (0, 0)))
+        return ops.depthwise_conv(padded, kernel, strides=strides, padding="valid",
+                                  data_format="channels_last")
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_taps=self.num_taps, cutoff=self.cutoff, kaiser_beta=self.kaiser_beta)
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Upsample1D(_FIRResample):
+    """Double the sample rate: insert zeros, then low-pass (image suppression).
+
+    Zero-insertion makes a mirror image of the spectrum above the old Nyquist;
+    the low-pass filter (gain 2, to keep the amplitude) removes it.
+
+    Args:
+        num_taps, cutoff, kaiser_beta: See :func:`lowpass_filter`.
+
+    Input shape: ``(batch, samples, channels)``.
+    Output shape: ``(batch, 2 * samples, channels)``.
+
+    Notebook: chapters/03_progressive_model.ipynb
+    """
+
+    def call(self, inputs):
+        # Polyphase form of "insert zeros, filter with gain 2": even outputs use
+        # the even taps, odd outputs the odd taps; no multiplications by zero.
+        centre = (self.num_taps - 1) // 2
+        gained = 2.0 * self.taps
+        if centre % 2 == 0:
+            even = self._depthwise(inputs, gained[0::2], centre // 2, centre // 2)
+            odd = self._depthwise(inputs, gained[1::2], centre // 2 - 1, centre // 2)
+        else:
+            even = self._depthwise(inputs, gained[1::2], centre // 2, centre // 2)
+            odd = self._depthwise(inputs, gained[0::2], centre // 2, centre // 2 + 1)
+        samples, channels = inputs.shape[1], inputs.shape[2]
+        length = -1 if samples is None else 2 * samples
+        return ops.reshape(ops.stack([even, odd], axis=2), (-1, length, channels))
+
+    def compute_output_shape(self, input_shape):
+        samples = None if input_shape[1] is None else 2 * input_shape[1]
+        return (input_shape[0], samples, input_shape[2])
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Downsample1D(_FIRResample):
+    """Halve the sample rate: low-pass below the new Nyquist, keep every 2nd sample.
+
+    Args:
+        num_taps, cutoff, kaiser_beta: See :func:`lowpass_filter`.
+
+    Input shape: ``(batch, samples, channels)`` with even ``samples``.
+    Output shape: ``(batch, samples // 2, channels)``.
+
+    Notebook: chapters/03_progressive_model.ipynb
+    """
+
+    def call(self, inputs):
+        # Filter centred on the even samples, evaluated only there (stride 2).
+        half = (self.num_taps - 1) // 2
+        return self._depthwise(inputs, self.taps, half, half, strides=2)
+
+    def compute_output_shape(self, input_shape):
+        samples = None if input_shape[1] is None else input_shape[1] // 2
+        return (input_shape[0], samples, input_shape[2])
+
+
+# ---------------------------------------------------------------------------
+# Phase shuffle (WaveGAN)
+# ---------------------------------------------------------------------------
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class PhaseShuffle(keras.layers.Layer):
+    """WaveGAN's phase shuffle: shift each example by a random ``n in [-rad, rad]``.
+
+    ``y[t] = x[t - n]`` with reflect padding at the edges, so the length is
+    kept. One shift per example (WaveGAN draws one per batch; per example
+    regularises the same way with more variety). Identity at inference
+    (``training=False``) and when ``rad == 0``.
+
+    Args:
+        rad: Largest shift in samples.
+        seed: Integer seed of the layer's ``keras.random.SeedGenerator``.
+
+    Input/output shape: ``(batch, samples, channels)`` with ``samples > rad``.
+
+    Notebook: chapters/03_progressive_model.ipynb
+    """
+
+    def __init__(self, rad=2, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if int(rad) < 0:
+            raise ValueError(f"PhaseShuffle rad must be >= 0, got {rad}")
+        self.rad = int(rad)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=False):
+        if self.rad == 0 or not training:
+            return inputs
+        samples = ops.shape(inputs)[1]
+        shifts = keras.random.randint((ops.shape(inputs)[0], 1), -self.rad, self.rad + 1,
+                                      seed=self.seed_generator, dtype="int32")
+        padded = ops.pad(inputs, ((0, 0), (self.rad, self.rad), (0, 0)), mode="reflect")
+        # y[t] = padded[t + rad - n] = x[t - n]
+        index = ops.arange(samples, dtype="int32")[None, :] + self.rad - shifts   # (B, L)
+        return ops.take_along_axis(padded, index[:, :, None], axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(rad=self.rad, seed=self.seed)
+        return config
+
+
+# ---------------------------------------------------------------------------
+# Activations
+# ---------------------------------------------------------------------------
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ReportActivation(keras.layers.Layer):
+    """The report's activation ``f(x) = tanh(x) + x / alpha``.
+
+    Near 0 it has slope ``1 + 1/alpha``; for large ``|x|`` the tanh saturates
+    and the slope falls to ``1/alpha``: a larger alpha bounds the output more
+    softly. Its derivative is ``1 - tanh(x)**2 + 1/alpha`` (never 0, unlike tanh).
+
+    Args:
+        alpha: Positive constant; the report uses larger values at finer scales
+            and for the critic output.
+
+    Input/output shape: any.
+
+    Notebook: chapters/04_activation_and_loss.ipynb
+    """
+
+    def __init__(self, alpha=1.0, **kwargs):
+        super().__init__(**kwargs)
+        if not float(alpha) > 0:
+            raise ValueError(f"ReportActivation alpha must be > 0, got {alpha}")
+        self.alpha = float(alpha)
+
+    def call(self, inputs):
+        return ops.tanh(inputs) + inputs * (1.0 / self.alpha)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(alpha=self.alpha)
+        return config
+
+
+def make_activation(name, alpha=1.0, layer_name=None):
+    """Build a hidden/output activation layer by name (for ablations).
+
+    Args:
+        name: ``"report"`` (``tanh(x) + x/alpha``), ``"leaky"`` (LeakyReLU
+            with slope 0.2, as PGGAN), ``"linear"`` or ``"tanh"``.
+        alpha: The report activation's constant (ignored by the others).
+        layer_name: Optional Keras name of the layer.
+
+    Returns:
+        A ``keras.layers.Layer``.
+
+    Notebook: chapters/04_activation_and_loss.ipynb
+    """
+    kwargs = {} if layer_name is None else {"name": layer_name}
+    if name == "report":
+        return ReportActivation(alpha, **kwargs)
+    if name == "leaky":
+        return keras.layers.LeakyReLU(negative_slope=0.2, **kwargs)
+    if name == "linear":
+        return keras.layers.Activation("linear", **kwargs)
+    if name == "tanh":
+        return keras.layers.Activation("tanh", **kwargs)
+    raise ValueError(f"make_activation name must be one of {ACTIVATION_NAMES}, got {name!r}")

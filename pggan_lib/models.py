@@ -1,0 +1,640 @@
+"""Progressive generator and critic for raw audio, and a WaveGAN-style baseline.
+
+The scales form a sample-rate pyramid: scale ``k`` (0 = coarsest, ``K-1`` =
+finest) holds ``clip_samples / 2**(K-1-k)`` samples. The generator has one
+block per scale (block 0: latent -> dense -> conv; block k: anti-aliased
+upsample x2 -> conv -> conv) and a 1x1 "to-waveform" convolution per scale;
+the critic mirrors it (1x1 "from-waveform", block k: conv -> conv ->
+anti-aliased downsample x2, final block: minibatch stddev -> conv -> dense ->
+dense). While scale ``k`` fades in (PGGAN)::
+
+    G(z) = (1 - a) * upsample(toWave_{k-1}(h_{k-1})) + a * toWave_k(block_k(h_{k-1}))
+    D(x): h = (1 - a) * fromWave_{k-1}(downsample(x)) + a * block_k(fromWave_k(x))
+
+with ``a`` the models' non-trainable ``fade_alpha`` variable. All scales'
+weights exist from construction, so the variable list (optimizer slots,
+checkpoints) never changes while the network "grows": ``set_scale(k)`` only
+chooses which blocks ``call`` runs (a Python int: compiled steps must be
+retraced after it), and ``variables_for_scale(k)`` lists the weights that
+scale trains.
+
+Notebook: chapters/03_progressive_model.ipynb
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Optional, Sequence
+
+import keras
+import numpy as np
+from keras import ops
+
+from pggan_lib.config import DEFAULT_CLIP_SAMPLES, DEFAULT_NUM_SCALES
+from pggan_lib.layers import (ACTIVATION_NAMES, Downsample1D, EqualizedConv1D, EqualizedDense,
+                              FadeIn, MinibatchStdDev, PhaseShuffle, PixelNorm, Upsample1D,
+                              make_activation)
+
+__all__ = [
+    "ModelSpec",
+    "default_activation_alphas",
+    "samples_at_scale",
+    "ProgressiveGenerator",
+    "ProgressiveCritic",
+    "build_generator",
+    "build_critic",
+    "count_flops",
+    "count_params_at_scale",
+    "build_wavegan_generator",
+    "build_wavegan_critic",
+]
+
+_PACKAGE = "pggan"
+
+
+def default_activation_alphas(num_scales=DEFAULT_NUM_SCALES, coarsest=2.0, finest=16.0):
+    """The report's activation constants: a larger alpha at larger (finer) scales.
+
+    The report gives no numbers, only the direction; we use a geometric
+    ramp from ``coarsest`` to ``finest`` (2, 2.8, 4, 5.7, 8, 11.3, 16 for 7
+    scales), so the large-input slope ``1/alpha`` halves every two scales.
+
+    Args:
+        num_scales: K.
+        coarsest: Alpha at scale 0.
+        finest: Alpha at scale K-1.
+
+    Returns:
+        Tuple of K floats, coarse -> fine.
+
+    Notebook: chapters/04_activation_and_loss.ipynb
+    """
+    if num_scales == 1:
+        return (float(finest),)
+    ratio = (finest / coarsest) ** (1.0 / (num_scales - 1))
+    return tuple(round(coarsest * ratio ** k, 6) for k in range(num_scales))
+
+
+@dataclasses.dataclass
+class ModelSpec:
+    """Everything that sizes the generator and critic (JSON-serialisable).
+
+    Attributes:
+        num_scales: K, number of progressive scales.
+        clip_samples: Samples of a clip at the finest scale (divisible by
+            ``2**(K-1)``).
+        latent_dim: Size of z.
+        channels: Feature channels per scale, coarse -> fine (None: 128 each).
+        kernel_size: Taps of every hidden convolution.
+        activation: Hidden activation, one of ``"report"``, ``"leaky"``,
+            ``"linear"``, ``"tanh"``.
+        activation_alphas: Alpha of the report activation per scale (None:
+            :func:`default_activation_alphas`, larger at finer scales).
+        critic_output_activation: ``"linear"`` (WGAN) or ``"report"`` (the
+            report: ``tanh(x) + x / critic_output_alpha``).
+        critic_output_alpha: Larger than the hidden alphas (the report).
+        generator_output_activation: Applied to each to-waveform output
+            (``"linear"`` as PGGAN, or ``"tanh"`` as WaveGAN, ...).
+        num_classes: 0 = unconditional; > 0 = class-conditional (label
+            embedding concatenated to z in G, projection term in the critic).
+        minibatch_group_size: Group size of the critic's minibatch stddev.
+        phase_shuffle: Critic phase-shuffle radius in samples (0 = off).
+        use_pixel_norm: Pixel norm on z and after every generator conv.
+        fir_taps: Taps of the anti-aliasing filter of up/downsampling.
+
+    Notebook: chapters/03_progressive_model.ipynb
+    """
+
+    num_scales: int = DEFAULT_NUM_SCALES
+    clip_samples: int = DEFAULT_CLIP_SAMPLES
+    latent_dim: int = 128
+    channels: Optional[Sequence[int]] = None
+    kernel_size: int = 9
+    activation: str = "report"
+    activation_alphas: Optional[Sequence[float]] = None
+    critic_output_activation: str = "report"
+    critic_output_alpha: float = 32.0
+    generator_output_activation: str = "linear"
+    num_classes: int = 0
+    minibatch_group_size: int = 4
+    phase_shuffle: int = 2
+    use_pixel_norm: bool = True
+    fir_taps: int = 33
+
+    def __post_init__(self):
+        if self.num_scales < 1:
+            raise ValueError(f"ModelSpec.num_scales must be >= 1, got {self.num_scales}")
+        if self.clip_samples % 2 ** (self.num_scales - 1):
+            raise ValueError(f"ModelSpec.clip_samples={self.clip_samples} is not divisible by "
+                             f"2**(num_scales-1)={2 ** (self.num_scales - 1)}")
+        if self.channels is None:
+            self.channels = (128,) * self.num_scales
+        self.channels = tuple(int(c) for c in self.channels)
+        if len(self.channels) != self.num_scales:
+            raise ValueError(f"ModelSpec.channels has {len(self.channels)} entries, "
+                             f"num_scales is {self.num_scales}")
+        if self.activation_alphas is None:
+            self.activation_alphas = default_activation_alphas(self.num_scales)
+        self.activation_alphas = tuple(float(a) for a in self.activation_alphas)
+        if len(self.activation_alphas) != self.num_scales:
+            raise ValueError(f"ModelSpec.activation_alphas has {len(self.activation_alphas)} "
+                             f"entries, num_scales is {self.num_scales}")
+        for field in ("activation", "critic_output_activation", "generator_output_activation"):
+            if getattr(self, field) not in ACTIVATION_NAMES:
+                raise ValueError(f"ModelSpec.{field} must be one of {ACTIVATION_NAMES}, "
+                                 f"got {getattr(self, field)!r}")
+        if self.num_classes < 0:
+            raise ValueError(f"ModelSpec.num_classes must be >= 0, got {self.num_classes}")
+
+    def samples_at_scale(self, scale: int) -> int:
+        """Samples of a clip at scale ``scale`` (0 = coarsest)."""
+        if not 0 <= scale < self.num_scales:
+            raise ValueError(f"scale must be in [0, {self.num_scales - 1}], got {scale}")
+        return self.clip_samples // 2 ** (self.num_scales - 1 - scale)
+
+    @property
+    def conditional(self) -> bool:
+        """True when the models take class labels."""
+        return self.num_classes > 0
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (tuples become lists)."""
+        out = dataclasses.asdict(self)
+        out["channels"] = list(self.channels)
+        out["activation_alphas"] = list(self.activation_alphas)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ModelSpec":
+        """Inverse of :meth:`to_dict`; unknown keys raise a ValueError."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"ModelSpec.from_dict: unknown keys {sorted(unknown)}")
+        return cls(**values)
+
+
+def samples_at_scale(spec: ModelSpec, scale: int) -> int:
+    """Samples of a clip at ``scale``; see :meth:`ModelSpec.samples_at_scale`."""
+    return spec.samples_at_scale(scale)
+
+
+def _split_inputs(inputs, conditional, who):
+    """``z`` or ``[z, labels]`` -> ``(z, labels or None)`` with a clear error."""
+    if conditional:
+        if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
+            raise ValueError(f"{who}: the model is class-conditional; "
+                             "call it with [inputs, labels]")
+        return inputs[0], inputs[1]
+    if isinstance(inputs, (list, tuple)):
+        if len(inputs) != 1:
+            raise ValueError(f"{who}: the model is unconditional (num_classes=0); "
+                             "call it with one tensor, not a list")
+        return inputs[0], None
+    return inputs, None
+
+
+class _Progressive(keras.Model):
+    """What generator and critic share: spec, scale, fade variable, config."""
+
+    def __init__(self, spec, scale=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(spec, dict):
+            spec = ModelSpec.from_dict(spec)
+        self.spec = spec
+        self._scale = spec.num_scales - 1
+        self.fade = FadeIn(initial_alpha=1.0, name="fade")
+
+    def _build_all_scales(self):
+        # Run every scale once on a dummy example so that every weight exists now.
+        for k in range(self.spec.num_scales):
+            self._scale = k
+            self.call(self._dummy_inputs(k), training=False)
+        self._scale = self.spec.num_scales - 1
+        self.built = True
+
+    @property
+    def current_scale(self) -> int:
+        """The scale ``call`` produces/consumes (Python int)."""
+        return self._scale
+
+    @property
+    def fade_alpha(self):
+        """Non-trainable scalar variable: weight of the new block while fading in."""
+        return self.fade.alpha
+
+    def set_scale(self, scale: int):
+        """Choose the scale that ``call`` runs; retrace compiled steps afterwards.
+
+        Args:
+            scale: Python int in ``[0, num_scales - 1]``.
+        """
+        if not isinstance(scale, (int, np.integer)) or not 0 <= scale < self.spec.num_scales:
+            raise ValueError(f"set_scale: scale must be a Python int in "
+                             f"[0, {self.spec.num_scales - 1}], got {scale!r}")
+        self._scale = int(scale)
+
+    def set_alpha(self, alpha: float):
+        """Assign ``fade_alpha`` (float in [0, 1]; 1 = new block only). No retrace."""
+        self.fade.set_alpha(alpha)
+
+    def _layers_for_scale(self, scale):
+        raise NotImplementedError
+
+    def variables_for_scale(self, scale: Optional[int] = None):
+        """Trainable variables used at ``scale`` (default: the current one).
+
+        Includes the previous scale's to/from-waveform layer (the fade path).
+
+        Returns:
+            List of ``keras.Variable`` without duplicates, in a stable order.
+        """
+        scale = self._scale if scale is None else scale
+        seen, out = set(), []
+        for layer in self._layers_for_scale(scale):
+            for variable in layer.trainable_weights:
+                if id(variable) not in seen:
+                    seen.add(id(variable))
+                    out.append(variable)
+        return out
+
+    def count_params_at_scale(self, scale: Optional[int] = None) -> int:
+        """Number of trainable parameters used at ``scale``."""
+        return count_params_at_scale(self, scale)
+
+    def get_config(self):
+        return {"name": self.name, "spec": self.spec.to_dict(), "scale": self._scale}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        scale = config.pop("scale", None)
+        model = cls(ModelSpec.from_dict(config.pop("spec")), **config)
+        if scale is not None:
+            model.set_scale(scale)
+        return model
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ProgressiveGenerator(_Progressive):
+    """Progressive waveform generator over ``spec.num_scales`` scales.
+
+    Args:
+        spec: A :class:`ModelSpec` (or its dict).
+        **kwargs: ``keras.Model`` arguments (``name``).
+
+    Call args:
+        inputs: ``z`` of shape ``(batch, latent_dim)``, or ``[z, labels]`` with
+            int labels ``(batch,)`` when ``spec.num_classes > 0``.
+        training: Unused (kept for the Keras signature).
+
+    Returns:
+        Audio ``(batch, spec.samples_at_scale(current_scale), 1)``.
+
+    Notebook: chapters/03_progressive_model.ipynb
+    """
+
+    def __init__(self, spec, **kwargs):
+        kwargs.setdefault("name", "generator")
+        super().__init__(spec, **kwargs)
+        spec = self.spec
+        c, alphas = spec.channels, spec.activation_alphas
+        self.label_embedding = (keras.layers.Embedding(spec.num_classes, spec.latent_dim,
+                                                       name="label_embedding")
+                                if spec.conditional else None)
+        self.latent_norm = PixelNorm(name="latent_norm") if spec.use_pixel_norm else None
+        self.blocks = []
+        for k in range(spec.num_scales):
+            layers = []
+            if k == 0:
+                layers += [EqualizedDense(spec.samples_at_scale(0) * c[0], name="g0_dense"),
+                           keras.layers.Reshape((spec.samples_at_scale(0), c[0]),
+                                                name="g0_reshape")]
+                convs = [EqualizedConv1D(c[0], spec.kernel_size, name="g0_conv")]
+            else:
+                layers.append(Upsample1D(num_taps=spec.fir_taps, name=f"g{k}_upsample"))
+                convs = [EqualizedConv1D(c[k], spec.kernel_size, name=f"g{k}_conv{i}")
+                         for i in (1, 2)]
+            activation = make_activation(spec.activation, alphas[k], layer_name=f"g{k}_act")
+            if k == 0:  # the dense output is activated and normalised too (PGGAN)
+                layers += [activation] + ([PixelNorm(name="g0_norm0")] if spec.use_pixel_norm
+                                          else [])
+            for i, conv in enumerate(convs):
+                layers += [conv, activation]
+                if spec.use_pixel_norm:
+                    layers.append(PixelNorm(name=f"g{k}_norm{i + 1}"))
+            self.blocks.append(layers)
+        self.to_wave = [EqualizedConv1D(1, 1, gain=1.0, name=f"to_wave{k}")
+                        for k in range(spec.num_scales)]
+        self.output_activation = make_activation(spec.generator_output_activation,
+                                                 alphas[-1], layer_name="output_act")
+        self.wave_upsample = Upsample1D(num_taps=spec.fir_taps, name="wave_upsample")
+        self._build_all_scales()
+
+    def _dummy_inputs(self, scale):
+        z = ops.zeros((1, self.spec.latent_dim))
+        return [z, ops.zeros((1,), dtype="int32")] if self.spec.conditional else z
+
+    def _waveform(self, features, scale):
+        return self.output_activation(self.to_wave[scale](features))
+
+    def call(self, inputs, training=None):
+        z, labels = _split_inputs(inputs, self.spec.conditional, "ProgressiveGenerator")
+        if labels is not None:
+            z = ops.concatenate(
+                [z, ops.cast(self.label_embedding(ops.reshape(labels, (-1,))), z.dtype)], axis=-1)
+        h = self.latent_norm(z) if self.latent_norm is not None else z
+        scale = self._scale
+        for k in range(scale):
+            for layer in self.blocks[k]:
+                h = layer(h)
+        new_features = h
+        for layer in self.blocks[scale]:
+            new_features = layer(new_features)
+        new = self._waveform(new_features, scale)
+        if scale == 0:
+            return new
+        old = self.wave_upsample(self._waveform(h, scale - 1))
+        return self.fade([old, new])
+
+    def _layers_for_scale(self, scale):
+        layers = [layer for k in range(scale + 1) for layer in self.blocks[k]]
+        layers.append(self.to_wave[scale])
+        if scale > 0:
+            layers.append(self.to_wave[scale - 1])
+        if self.label_embedding is not None:
+            layers.append(self.label_embedding)
+        return layers
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ProgressiveCritic(_Progressive):
+    """Progressive critic (WGAN discriminator) over ``spec.num_scales`` scales.
+
+    Args:
+        spec: A :class:`ModelSpec` (or its dict).
+        **kwargs: ``keras.Model`` arguments (``name``).
+
+    Call args:
+        inputs: Audio ``(batch, spec.samples_at_scale(current_scale), 1)``, or
+            ``[audio, labels]`` with int labels ``(batch,)`` when conditional
+            (projection discriminator: ``+ <embed(label), features>``).
+        training: Enables phase shuffle.
+
+    Returns:
+        Scores ``(batch, 1)``.
+
+    Notebook: chapters/03_progressive_model.ipynb
+    """
+
+    def __init__(self, spec, **kwargs):
+        kwargs.setdefault("name", "critic")
+        super().__init__(spec, **kwargs)
+        spec = self.spec
+        c, alphas = spec.channels, spec.activation_alphas
+        self.from_wave = [
+            [EqualizedConv1D(c[k], 1, name=f"from_wave{k}"),
+             make_activation(spec.activation, alphas[k], layer_name=f"from_wave{k}_act")]
+            for k in range(spec.num_scales)]
+        self.blocks = [None]
+        for k in range(1, spec.num_scales):
+            activation = make_activation(spec.activation, alphas[k], layer_name=f"d{k}_act")
+            block = [EqualizedConv1D(c[k], spec.kernel_size, name=f"d{k}_conv1"), activation,
+                     EqualizedConv1D(c[k - 1], spec.kernel_size, name=f"d{k}_conv2"), activation,
+                     Downsample1D(num_taps=spec.fir_taps, name=f"d{k}_downsample")]
+            if spec.phase_shuffle > 0:
+                block.append(PhaseShuffle(spec.phase_shuffle, name=f"d{k}_phase_shuffle"))
+            self.blocks.append(block)
+        activation0 = make_activation(spec.activation, alphas[0], layer_name="d0_act")
+        self.final_features = [
+            MinibatchStdDev(spec.minibatch_group_size, name="d0_minibatch_stddev"),
+            EqualizedConv1D(c[0], spec.kernel_size, name="d0_conv"), activation0,
+            keras.layers.Flatten(name="d0_flatten"),
+            EqualizedDense(c[0], name="d0_dense"), activation0]
+        self.final_dense = EqualizedDense(1, gain=1.0, name="d0_out")
+        self.label_projection = (keras.layers.Embedding(spec.num_classes, c[0],
+                                                        name="label_projection")
+                                 if spec.conditional else None)
+        self.output_activation = make_activation(spec.critic_output_activation,
+                                                 spec.critic_output_alpha, layer_name="output_act")
+        self.wave_downsample = Downsample1D(num_taps=spec.fir_taps, name="wave_downsample")
+        self._build_all_scales()
+
+    def _dummy_inputs(self, scale):
+        x = ops.zeros((1, self.spec.samples_at_scale(scale), 1))
+        return [x, ops.zeros((1,), dtype="int32")] if self.spec.conditional else x
+
+    def _from_waveform(self, x, scale):
+        for layer in self.from_wave[scale]:
+            x = layer(x)
+        return x
+
+    def _run_block(self, h, scale, training):
+        for layer in self.blocks[scale]:
+            h = layer(h, training=training) if isinstance(layer, PhaseShuffle) else layer(h)
+        return h
+
+    def call(self, inputs, training=None):
+        x, labels = _split_inputs(inputs, self.spec.conditional, "ProgressiveCritic")
+        scale = self._scale
+        h = self._from_waveform(x, scale)
+        if scale > 0:
+            new = self._run_block(h, scale, training)
+            old = self._from_waveform(self.wave_downsample(x), scale - 1)
+            h = self.fade([old, new])
+        for k in range(scale - 1, 0, -1):
+            h = self._run_block(h, k, training)
+        for layer in self.final_features:
+            h = layer(h)
+        score = self.final_dense(h)
+        if labels is not None:
+            embedded = ops.cast(self.label_projection(ops.reshape(labels, (-1,))), h.dtype)
+            score = score + ops.sum(embedded * h, axis=-1, keepdims=True)
+        return self.output_activation(score)
+
+    def _layers_for_scale(self, scale):
+        layers = list(self.from_wave[scale])
+        if scale > 0:
+            layers += self.from_wave[scale - 1]
+        for k in range(1, scale + 1):
+            layers += self.blocks[k]
+        layers += self.final_features + [self.final_dense]
+        if self.label_projection is not None:
+            layers.append(self.label_projection)
+        return layers
+
+
+def build_generator(spec: ModelSpec, scale: Optional[int] = None) -> ProgressiveGenerator:
+    """Build a :class:`ProgressiveGenerator` with all scales' weights.
+
+    Args:
+        spec: Sizes.
+        scale: Initial scale (default: the coarsest, 0, where training starts).
+
+    Returns:
+        The generator.
+
+    Notebook: chapters/03_progressive_model.ipynb
+    """
+    model = ProgressiveGenerator(spec)
+    model.set_scale(0 if scale is None else scale)
+    return model
+
+
+def build_critic(spec: ModelSpec, scale: Optional[int] = None) -> ProgressiveCritic:
+    """Build a :class:`ProgressiveCritic` with all scales' weights.
+
+    Args:
+        spec: Sizes.
+        scale: Initial scale (default: the coarsest, 0).
+
+    Returns:
+        The critic.
+
+    Notebook: chapters/03_progressive_model.ipynb
+    """
+    model = ProgressiveCritic(spec)
+    model.set_scale(0 if scale is None else scale)
+    return model
+
+
+def count_params_at_scale(model, scale: Optional[int] = None) -> int:
+    """Trainable parameters that ``model`` uses at ``scale`` (default: current).
+
+    Args:
+        model: A :class:`ProgressiveGenerator` or :class:`ProgressiveCritic`.
+        scale: Scale index.
+
+    Returns:
+        Number of scalars in ``model.variables_for_scale(scale)``.
+
+    Notebook: chapters/03_progressive_model.ipynb
+    """
+    return int(sum(math.prod(v.shape) for v in model.variables_for_scale(scale)))
+
+
+def count_flops(spec: ModelSpec, scale: int) -> dict:
+    """Analytic forward FLOPs per example at ``scale`` (multiply-add = 2 FLOPs).
+
+    Counts convolutions, dense layers and the anti-aliasing FIR filters as
+    implemented (polyphase upsampling, strided downsampling), including the
+    fade path; elementwise work (activations, pixel norm, fade sum) is left
+    out, being small and memory-bound. A training step costs roughly 3x the
+    forward FLOPs per network pass (forward + two backward products), more
+    with the gradient penalty's double backprop.
+
+    Args:
+        spec: Sizes.
+        scale: Scale index.
+
+    Returns:
+        ``{"generator": int, "critic": int}``.
+
+    Notebook: chapters/03_progressive_model.ipynb
+    """
+    spec.samples_at_scale(scale)  # validates scale
+    c, kernel, taps = spec.channels, spec.kernel_size, spec.fir_taps
+    length = [spec.samples_at_scale(k) for k in range(spec.num_scales)]
+    z_in = spec.latent_dim * (2 if spec.conditional else 1)
+
+    generator = 2 * z_in * length[0] * c[0] + 2 * length[0] * kernel * c[0] * c[0]
+    for k in range(1, scale + 1):
+        generator += 2 * length[k] * taps * c[k - 1] // 2          # polyphase: taps/2 per output
+        generator += 2 * length[k] * kernel * (c[k - 1] * c[k] + c[k] * c[k])
+    generator += 2 * length[scale] * c[scale]                     # to_wave
+    if scale > 0:
+        generator += 2 * length[scale - 1] * c[scale - 1] + 2 * length[scale] * taps // 2
+
+    critic = 2 * length[scale] * c[scale]                          # from_wave
+    if scale > 0:
+        critic += 2 * length[scale - 1] * taps + 2 * length[scale - 1] * c[scale - 1]
+    for k in range(scale, 0, -1):
+        critic += 2 * length[k] * kernel * (c[k] * c[k] + c[k] * c[k - 1])
+        critic += 2 * length[k - 1] * taps * c[k - 1]             # strided: one output in two
+    critic += 2 * length[0] * kernel * (c[0] + 1) * c[0]          # after minibatch stddev
+    critic += 2 * length[0] * c[0] * c[0] + 2 * c[0]              # dense layers
+    if spec.conditional:
+        critic += 2 * c[0]
+    return {"generator": int(generator), "critic": int(critic)}
+
+
+# ---------------------------------------------------------------------------
+# Non-progressive baseline (chapter 2)
+# ---------------------------------------------------------------------------
+
+def build_wavegan_generator(spec: ModelSpec) -> keras.Model:
+    """A WaveGAN-style generator that makes the finest scale directly.
+
+    ``z -> Dense -> (L0, C0) -> [Conv1DTranspose(stride 2) + activation] x (K-1)
+    -> Conv1D(1) -> tanh``: plain Keras layers, no equalised learning rate,
+    no pixel norm, no fade; ``spec.channels[k]`` channels after the k-th
+    upsampling. Conditional specs concatenate a label embedding to z.
+
+    Args:
+        spec: Sizes (``clip_samples`` is the output length).
+
+    Returns:
+        A functional ``keras.Model``: ``z`` or ``[z, labels]`` ->
+        ``(batch, clip_samples, 1)``.
+
+    Notebook: chapters/02_wgan_gp.ipynb
+    """
+    c, alphas = spec.channels, spec.activation_alphas
+    z = keras.Input((spec.latent_dim,), name="z")
+    inputs, h = z, z
+    if spec.conditional:
+        labels = keras.Input((), dtype="int32", name="labels")
+        inputs = [z, labels]
+        h = keras.layers.Concatenate()(
+            [z, keras.layers.Embedding(spec.num_classes, spec.latent_dim)(labels)])
+    h = keras.layers.Dense(spec.samples_at_scale(0) * c[0])(h)
+    h = keras.layers.Reshape((spec.samples_at_scale(0), c[0]))(h)
+    h = make_activation(spec.activation, alphas[0])(h)
+    for k in range(1, spec.num_scales):
+        h = keras.layers.Conv1DTranspose(c[k], spec.kernel_size, strides=2, padding="same")(h)
+        h = make_activation(spec.activation, alphas[k])(h)
+    h = keras.layers.Conv1D(1, spec.kernel_size, padding="same")(h)
+    audio = keras.layers.Activation("tanh", name="audio")(h)
+    return keras.Model(inputs, audio, name="wavegan_generator")
+
+
+def build_wavegan_critic(spec: ModelSpec) -> keras.Model:
+    """A WaveGAN-style critic for clips of the finest scale.
+
+    ``[Conv1D(stride 2) + activation + PhaseShuffle] x (K-1) -> Conv1D ->
+    Flatten -> Dense(1)``, channels ``spec.channels`` fine -> coarse; phase
+    shuffle (radius ``spec.phase_shuffle``) after every strided layer, as in
+    WaveGAN. Conditional specs add a projection term.
+
+    Args:
+        spec: Sizes.
+
+    Returns:
+        A functional ``keras.Model``: audio ``(batch, clip_samples, 1)`` or
+        ``[audio, labels]`` -> ``(batch, 1)``.
+
+    Notebook: chapters/02_wgan_gp.ipynb
+    """
+    c, alphas = spec.channels, spec.activation_alphas
+    audio = keras.Input((spec.clip_samples, 1), name="audio")
+    inputs, h = audio, audio
+    for k in range(spec.num_scales - 1, 0, -1):
+        h = keras.layers.Conv1D(c[k], spec.kernel_size, strides=2, padding="same")(h)
+        h = make_activation(spec.activation, alphas[k])(h)
+        if spec.phase_shuffle > 0:
+            h = PhaseShuffle(spec.phase_shuffle)(h)
+    h = keras.layers.Conv1D(c[0], spec.kernel_size, padding="same")(h)
+    h = make_activation(spec.activation, alphas[0])(h)
+    h = keras.layers.Flatten()(h)
+    score = keras.layers.Dense(1)(h)
+    if spec.conditional:
+        labels = keras.Input((), dtype="int32", name="labels")
+        inputs = [audio, labels]
+        features = keras.layers.Dense(c[0])(h)
+        embedded = keras.layers.Embedding(spec.num_classes, c[0])(labels)
+        projection = keras.layers.Dot(axes=-1)([features, embedded])
+        score = keras.layers.Add()([score, projection])
+    score = make_activation(spec.critic_output_activation, spec.critic_output_alpha,
+                            layer_name="score")(score)
+    return keras.Model(inputs, score, name="wavegan_critic")

@@ -1,0 +1,1136 @@
+"""Training a progressive GAN: the GAN as a ``keras.Model``, phases, EMA,
+NaN guard, atomic checkpoints, exact resume, TensorBoard and the run folder.
+
+The pieces, from small to large:
+
+* :func:`make_schedule` / :func:`fade_alpha`: scale 0 trains in one stable
+  phase; every later scale first *fades in* (alpha 0 -> 1, linear) and then
+  trains *stable* (alpha = 1).
+* :class:`ProgressiveGAN`: the Keras 3 GAN idiom (``compile(d_optimizer=...,
+  g_optimizer=...)``, ``train_step``, trackers listed by ``metrics``,
+  ``keras.random.SeedGenerator``, ``optimizer.apply``) plus n_critic, the
+  generator's exponential moving average (EMA) and per-step measurements
+  D(x), D(G(z)), Delta = |D(G(z)) - D(x)|, the penalty and gradient norms.
+* :func:`train`: the driver. One compiled step per phase, checkpoints written
+  atomically, ``resume=True`` continues bit-for-bit where the last checkpoint
+  left off (weights, both optimisers, EMA, RNG state and data position).
+
+A run folder holds ``config.json``, ``history.csv`` (one row per step,
+continuous across resumes), ``checkpoints/``, ``samples/`` (WAV at each phase
+end), ``tb/`` (TensorBoard), ``generator.keras`` (the EMA generator at the last
+finished phase, for fast generation) and ``run_state.json``.
+
+Notebook: chapters/03_progressive_model.ipynb
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import re
+import tempfile
+import time
+import types
+import warnings
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from pggan_lib import audio, data, losses, models
+from pggan_lib.config import Preset, get_preset, scale_sample_rate
+
+__all__ = [
+    "METRIC_NAMES",
+    "HISTORY_COLUMNS",
+    "RunError",
+    "TrainingDiverged",
+    "Phase",
+    "make_schedule",
+    "fade_alpha",
+    "model_spec_for",
+    "ProgressiveGAN",
+    "build_gan",
+    "save_checkpoint",
+    "load_checkpoint",
+    "latest_checkpoint",
+    "read_history",
+    "train",
+    "load_generator",
+    "generate_audio",
+    "write_generated",
+]
+
+#: Per-step measurements returned by :meth:`ProgressiveGAN.train_step`.
+METRIC_NAMES = ("d_loss", "g_loss", "d_real", "d_fake", "delta", "gp",
+                "d_grad_norm", "g_grad_norm")
+#: Columns of ``history.csv``: one row per optimiser step.
+HISTORY_COLUMNS = ("step", "phase", "scale", "alpha") + METRIC_NAMES + ("elapsed_s",)
+
+_CHECKPOINT_PATTERN = re.compile(r"^ckpt-(\d{8})\.npz$")
+_KEEP_CHECKPOINTS = 3
+
+
+class RunError(ValueError):
+    """A run folder, dataset or option that cannot be used, with the reason."""
+
+
+class TrainingDiverged(RuntimeError):
+    """Raised when a step produced NaN or Inf; nothing after it was saved.
+
+    Attributes:
+        step: Global step (1-based count of optimiser steps) that diverged.
+        scale: Scale being trained.
+        phase: Phase index.
+        values: The step's measurements (dict of floats).
+        history: The run's history up to and including that step (dict of lists).
+    """
+
+    def __init__(self, step, scale, phase, values, history):
+        bad = ", ".join(k for k, v in values.items() if not math.isfinite(v))
+        super().__init__(
+            f"training diverged at step {step} (scale {scale}, phase {phase}): non-finite "
+            f"{bad}. The last good checkpoint is untouched; lower the learning rate or "
+            f"try another loss/activation, then resume or restart.")
+        self.step, self.scale, self.phase = step, scale, phase
+        self.values, self.history = values, history
+
+
+# ---------------------------------------------------------------------------
+# Schedule
+# ---------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    """One phase of progressive training.
+
+    Attributes:
+        index: Position in the schedule (0-based).
+        scale: Scale trained (0 = coarsest).
+        kind: ``"fade"`` (alpha 0 -> 1) or ``"stable"`` (alpha = 1).
+        steps: Number of optimiser steps (generator updates).
+        start_step: Global step count before the phase's first step.
+        batch_size: Global batch size.
+
+    Notebook: chapters/03_progressive_model.ipynb
+    """
+
+    index: int
+    scale: int
+    kind: str
+    steps: int
+    start_step: int
+    batch_size: int
+
+    @property
+    def end_step(self) -> int:
+        """Global step count after the phase's last step."""
+        return self.start_step + self.steps
+
+
+def make_schedule(preset: Preset, num_scales: int) -> list:
+    """Phases of a progressive run: stable(0), then fade(k), stable(k) for k >= 1.
+
+    Args:
+        preset: Supplies per-scale ``stable_steps``, ``fade_steps``, ``batch_sizes``.
+        num_scales: Scales in the dataset (K).
+
+    Returns:
+        List of :class:`Phase`; phases with 0 steps are left out.
+
+    Notebook: chapters/03_progressive_model.ipynb
+    """
+    stable = preset.per_scale("stable_steps", num_scales)
+    fade = preset.per_scale("fade_steps", num_scales)
+    batch = preset.per_scale("batch_sizes", num_scales)
+    phases, step = [], 0
+    for scale in range(num_scales):
+        kinds = [("stable", stable[scale])] if scale == 0 else [("fade", fade[scale]),
+                                                                 ("stable", stable[scale])]
+        for kind, steps in kinds:
+            if int(steps) <= 0:
+                continue
+            phases.append(Phase(len(phases), scale, kind, int(steps), step, int(batch[scale])))
+            step += int(steps)
+    return phases
+
+
+def fade_alpha(phase: Phase, step_in_phase: int) -> float:
+    """Fade-in weight of the new block at a step: linear 0 -> 1 over a fade phase.
+
+    Args:
+        phase: The phase.
+        step_in_phase: 0-based index of the step within the phase.
+
+    Returns:
+        0.0 at a fade phase's first step, 1.0 at its last; 1.0 in stable phases.
+
+    Notebook: chapters/03_progressive_model.ipynb
+    """
+    if phase.kind != "fade" or phase.steps <= 1:
+        return 1.0
+    return min(1.0, max(0.0, step_in_phase / (phase.steps - 1)))
+
+
+def model_spec_for(preset: Preset, manifest: dict, activation=None, conditional=False):
+    """The :class:`models.ModelSpec` of a preset trained on a dataset.
+
+    The data's shape (scales, clip length, classes) comes from the manifest;
+    widths, latent size and kernel from the preset.
+
+    Args:
+        preset: The preset.
+        manifest: ``data.read_manifest(dataset_dir)``.
+        activation: Hidden activation name (None: the preset's).
+        conditional: Condition both players on the class label.
+
+    Returns:
+        A ``models.ModelSpec``.
+
+    Notebook: chapters/03_progressive_model.ipynb
+    """
+    num_scales = int(manifest["num_scales"])
+    wanted = dict(
+        num_scales=num_scales,
+        clip_samples=int(manifest["clip_samples"]),
+        latent_dim=preset.latent_dim,
+        channels=preset.per_scale("channels", num_scales),
+        kernel_size=preset.kernel_size,
+        activation=activation or preset.activation,
+        num_classes=len(manifest["class_names"]) if conditional else 0,
+        minibatch_group_size=preset.minibatch_group_size,
+        phase_shuffle=preset.phase_shuffle,
+    )
+    # "report" selects the report's scheme: f(x) = tanh(x) + x/alpha in the hidden
+    # layers *and* at the critic's output; the others keep PGGAN's linear output.
+    wanted["critic_output_activation"] = "report" if wanted["activation"] == "report" else "linear"
+    # Only pass what this ModelSpec knows; other fields keep the model's defaults.
+    known = {f.name for f in dataclasses.fields(models.ModelSpec)}
+    return models.ModelSpec(**{k: v for k, v in wanted.items() if k in known})
+
+
+# ---------------------------------------------------------------------------
+# The GAN as a keras.Model
+# ---------------------------------------------------------------------------
+
+class ProgressiveGAN(keras.Model):
+    """A progressive generator and critic trained as one ``keras.Model``.
+
+    ``train_step`` does ``n_critic`` critic updates and one generator update
+    on a batch of real audio of the current scale, then moves the EMA
+    generator towards the generator. Its randomness (latent vectors and the
+    penalty's interpolation coefficients) is drawn for the *global* batch from
+    one ``keras.random.SeedGenerator``; under a ``tf.distribute`` strategy each
+    replica takes its strided share (see :func:`train`), so a run on N devices
+    computes what one device would (up to reduction order).
+
+    Args:
+        generator: ``models.build_generator(spec)``.
+        critic: ``models.build_critic(spec)``.
+        ema_generator: A second generator of the same spec; its weights track
+            ``generator``'s (copied at construction).
+        latent_dim: Size of z.
+        loss: ``"wgan-gp"`` or ``"report"`` (see ``losses.get_loss``).
+        n_critic: Critic updates per generator update.
+        gp_weight: Gradient-penalty weight lambda.
+        drift_weight: Drift weight (WGAN-GP only).
+        ema_decay: EMA decay: ``ema = decay * ema + (1 - decay) * w`` per step.
+        conditional: Feed class labels to both players.
+        seed: Seed of the GAN's ``SeedGenerator``.
+
+    Notebook: chapters/03_progressive_model.ipynb
+    """
+
+    def __init__(self, generator, critic, ema_generator, *, latent_dim, loss="wgan-gp",
+                 n_critic=1, gp_weight=10.0, drift_weight=1e-3, ema_decay=0.999,
+                 conditional=False, seed=0, **kwargs):
+        super().__init__(**kwargs)
+        self.generator = generator
+        self.critic = critic
+        self.ema_generator = ema_generator
+        self.latent_dim = int(latent_dim)
+        self.loss_name = loss
+        self.loss_fns = losses.get_loss(loss, gp_weight=gp_weight, drift_weight=drift_weight)
+        self.n_critic = int(n_critic)
+        self.ema_decay = float(ema_decay)
+        self.conditional = bool(conditional)
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.trackers = [keras.metrics.Mean(name=name) for name in METRIC_NAMES]
+        self.current_scale = None
+        self.copy_to_ema()
+
+    @property
+    def metrics(self):
+        """Running means of :data:`METRIC_NAMES` (reset with ``reset_metrics``)."""
+        return self.trackers
+
+    def compile(self, d_optimizer, g_optimizer, **kwargs):
+        """Attach one optimiser per player (and build them over *all* scales'
+        variables, so that their state, and a checkpoint of it, never changes
+        shape when the model grows)."""
+        super().compile(**kwargs)
+        self.d_optimizer = d_optimizer
+        self.g_optimizer = g_optimizer
+        self.d_optimizer.build(self.critic.trainable_variables)
+        self.g_optimizer.build(self.generator.trainable_variables)
+
+    # -- growing --------------------------------------------------------
+    def set_scale(self, scale):
+        """Train/generate at ``scale`` (retraces compiled functions)."""
+        for model in (self.generator, self.critic, self.ema_generator):
+            model.set_scale(int(scale))
+        self.current_scale = int(scale)
+        # A plain namespace: Keras would track a list attribute as the GAN's own variables.
+        self._scale_vars = types.SimpleNamespace(
+            critic=list(self.critic.variables_for_scale(self.current_scale)),
+            generator=list(self.generator.variables_for_scale(self.current_scale)))
+
+    def set_alpha(self, alpha):
+        """Fade-in weight of the newest block in all three networks."""
+        for model in (self.generator, self.critic, self.ema_generator):
+            model.set_alpha(float(alpha))
+
+    # -- EMA --------------------------------------------------------------
+    def copy_to_ema(self):
+        """Make the EMA generator an exact copy of the generator."""
+        for ema, weight in zip(self.ema_generator.trainable_variables,
+                               self.generator.trainable_variables):
+            ema.assign(weight)
+
+    def update_ema(self):
+        """``ema = decay * ema + (1 - decay) * w`` for every trainable weight."""
+        decay = self.ema_decay
+        for ema, weight in zip(self.ema_generator.trainable_variables,
+                               self.generator.trainable_variables):
+            ema.assign(decay * ema + (1.0 - decay) * ops.cast(weight, ema.dtype))
+
+    # -- randomness -------------------------------------------------------
+    def draw_noise(self, batch_size):
+        """Latents and interpolation coefficients for one step of a global batch.
+
+        Returns:
+            Dict with ``z_critic`` ``(n_critic, B, latent_dim)``, ``z_generator``
+            ``(B, latent_dim)`` and ``epsilon`` ``(n_critic, B, 1, 1)`` ~ U[0, 1].
+        """
+        return {
+            "z_critic": keras.random.normal((self.n_critic, batch_size, self.latent_dim),
+                                            seed=self.seed_generator),
+            "z_generator": keras.random.normal((batch_size, self.latent_dim),
+                                               seed=self.seed_generator),
+            "epsilon": ops.reshape(
+                losses.sample_interpolation_coefficients(self.n_critic * batch_size,
+                                                         seed=self.seed_generator),
+                (self.n_critic, batch_size, 1, 1)),
+        }
+
+    # -- forward helpers ------------------------------------------------
+    def _generate(self, generator, z, labels, training):
+        inputs = [z, labels] if self.conditional else z
+        return generator(inputs, training=training)
+
+    def _criticize(self, x, labels):
+        inputs = [x, labels] if self.conditional else x
+        return self.critic(inputs, training=True)
+
+    def call(self, inputs, training=False):
+        """Generate with the EMA generator: ``z`` or ``[z, labels]`` -> audio."""
+        return self.ema_generator(inputs, training=training)
+
+    # -- one step -------------------------------------------------------
+    def train_step(self, data, noise=None):
+        """n_critic critic updates, one generator update, one EMA update.
+
+        Args:
+            data: ``(real, labels)``: audio ``(B, samples_at_scale, 1)`` and
+                int labels ``(B,)`` (ignored unless conditional).
+            noise: ``draw_noise(B)`` output for this batch; None draws it here.
+
+        Returns:
+            Dict of this step's scalars, :data:`METRIC_NAMES` (per replica
+            under a distribution strategy; :func:`train` averages them).
+        """
+        real, labels = data
+        real = ops.cast(real, "float32")
+        if noise is None:
+            noise = self.draw_noise(ops.shape(real)[0])
+        replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+        # Gradients are summed over replicas by the optimiser: scale so they average.
+        per_replica = 1.0 / replicas
+
+        for i in range(self.n_critic):
+            fake = ops.cast(self._generate(self.generator, noise["z_critic"][i], labels, True),
+                            "float32")
+            with tf.GradientTape() as tape:
+                d_real = self._criticize(real, labels)
+                d_fake = self._criticize(fake, labels)
+                penalty = ops.zeros((), "float32")
+                if self.loss_fns.uses_penalty:
+                    # Interpolate here with the global-batch epsilon; x_hat
+                    # interpolated with itself is x_hat whatever gradient_penalty
+                    # draws, so the penalty is the same on 1 or N devices.
+                    x_hat = real + noise["epsilon"][i] * (fake - real)
+                    penalty = losses.gradient_penalty(
+                        lambda x: self._criticize(x, labels), x_hat, x_hat, seed=0)
+                d_loss = self.loss_fns.critic_loss(d_real, d_fake, penalty)
+                scaled = self.d_optimizer.scale_loss(d_loss * per_replica)
+            d_grads = tape.gradient(scaled, self._scale_vars.critic)
+            d_norm = self._grad_norm(d_grads, self.d_optimizer, replicas)
+            self.d_optimizer.apply(d_grads, self._scale_vars.critic)
+
+        with tf.GradientTape() as tape:
+            fake = self._generate(self.generator, noise["z_generator"], labels, True)
+            d_fake_g = self._criticize(fake, labels)
+            g_loss = self.loss_fns.generator_loss(d_real, d_fake_g)
+            scaled = self.g_optimizer.scale_loss(g_loss * per_replica)
+        g_grads = tape.gradient(scaled, self._scale_vars.generator)
+        g_norm = self._grad_norm(g_grads, self.g_optimizer, replicas)
+        self.g_optimizer.apply(g_grads, self._scale_vars.generator)
+        if replicas == 1:  # else train()'s step updates the EMA in cross-replica context
+            self.update_ema()
+
+        d_real_mean = ops.mean(ops.cast(d_real, "float32"))
+        d_fake_mean = ops.mean(ops.cast(d_fake, "float32"))
+        values = {
+            "d_loss": ops.cast(d_loss, "float32"),
+            "g_loss": ops.cast(g_loss, "float32"),
+            "d_real": d_real_mean,
+            "d_fake": d_fake_mean,
+            "delta": ops.abs(d_fake_mean - d_real_mean),
+            "gp": ops.cast(penalty, "float32"),
+            "d_grad_norm": d_norm,
+            "g_grad_norm": g_norm,
+        }
+        for tracker in self.trackers:
+            tracker.update_state(values[tracker.name])
+        return values
+
+    @staticmethod
+    def _grad_norm(grads, optimizer, replicas):
+        """Global L2 norm of this replica's unscaled gradient."""
+        total = ops.sqrt(sum(ops.sum(ops.square(ops.cast(g, "float32")))
+                             for g in grads if g is not None))
+        loss_scale = ops.cast(optimizer.scale_loss(1.0), "float32")
+        return total * replicas / loss_scale
+
+    # -- checkpoint state ------------------------------------------------
+    def state_groups(self):
+        """Every variable a checkpoint must hold, by group, in a fixed order."""
+        return {
+            "generator": list(self.generator.variables),
+            "critic": list(self.critic.variables),
+            "ema_generator": list(self.ema_generator.variables),
+            "d_optimizer": list(self.d_optimizer.variables),
+            "g_optimizer": list(self.g_optimizer.variables),
+            "rng": [self.seed_generator.state],
+        }
+
+
+def build_gan(spec, preset: Preset, loss="wgan-gp", seed=0, strategy=None):
+    """Build and compile the :class:`ProgressiveGAN` of a spec and preset.
+
+    Networks and optimisers are created under ``strategy.scope()`` and under
+    the preset's mixed-precision policy (restored afterwards). Adam with the
+    preset's ``learning_rate, beta_1, beta_2`` for both players (PGGAN:
+    0.001, 0, 0.99); wrapped in a ``LossScaleOptimizer`` for ``mixed_float16``.
+
+    Args:
+        spec: ``models.ModelSpec``.
+        preset: The preset (optimiser, EMA, n_critic, precision).
+        loss: ``"wgan-gp"`` or ``"report"``.
+        seed: Seed of the GAN's RNG (latents, interpolation coefficients).
+        strategy: A ``tf.distribute.Strategy`` (default: the current one).
+
+    Returns:
+        A compiled :class:`ProgressiveGAN` at scale 0.
+
+    Notebook: chapters/03_progressive_model.ipynb
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    previous_policy = keras.config.dtype_policy()
+    # Seeds Python, NumPy and TF (weight initialisers): same seed, same initial weights.
+    keras.utils.set_random_seed(seed)
+    try:
+        if preset.mixed_precision:
+            keras.config.set_dtype_policy(preset.mixed_precision)
+        with strategy.scope():
+            gan = ProgressiveGAN(
+                models.build_generator(spec), models.build_critic(spec),
+                models.build_generator(spec), latent_dim=spec.latent_dim, loss=loss,
+                n_critic=preset.n_critic, gp_weight=preset.gp_weight,
+                drift_weight=preset.drift_weight, ema_decay=preset.ema_decay,
+                conditional=spec.num_classes > 0, seed=seed)
+
+            def adam():
+                optimizer = keras.optimizers.Adam(preset.learning_rate, beta_1=preset.beta_1,
+                                                  beta_2=preset.beta_2, epsilon=1e-8)
+                if preset.mixed_precision == "mixed_float16":
+                    optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+                return optimizer
+
+            gan.compile(d_optimizer=adam(), g_optimizer=adam())
+            gan.set_scale(0)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+    return gan
+
+
+# ---------------------------------------------------------------------------
+# Atomic files, checkpoints, history
+# ---------------------------------------------------------------------------
+
+def _fsync_dir(path):
+    """Make a rename durable (POSIX); a no-op where directories can't be opened."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path, write, suffix=".tmp"):
+    """Write ``path`` via a temporary file in the same folder, fsync, ``os.replace``.
+
+    A crash at any moment leaves either the old file or the new one, never a
+    half-written file (``os.replace`` is atomic within a file system).
+    ``write(tmp_path)`` must create the temporary file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _write_json(path, value):
+    def write(tmp):
+        with open(tmp, "w") as handle:
+            json.dump(value, handle, indent=2, default=str)
+    _atomic_write(path, write)
+
+
+def save_checkpoint(gan: ProgressiveGAN, path, meta: dict) -> Path:
+    """Save every variable of the GAN (3 networks, 2 optimisers, RNG) atomically.
+
+    One ``.npz`` file: arrays ``"<group>/<index>"`` (groups from
+    :meth:`ProgressiveGAN.state_groups`) and ``"__meta__"`` (JSON: step,
+    scale, alpha, ...).
+
+    Args:
+        gan: The GAN.
+        path: Target file (``.npz``).
+        meta: JSON-serialisable counters stored beside the weights.
+
+    Returns:
+        ``path``.
+
+    Notebook: chapters/03_progressive_model.ipynb
+    """
+    arrays = {f"{group}/{i}": np.asarray(ops.convert_to_numpy(v))
+              for group, variables in gan.state_groups().items()
+              for i, v in enumerate(variables)}
+    meta = dict(meta, groups={g: len(v) for g, v in gan.state_groups().items()})
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+
+    def write(tmp):
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+    _atomic_write(path, write, suffix=".npz.tmp")
+    return Path(path)
+
+
+def read_checkpoint_meta(path) -> dict:
+    """The ``__meta__`` dict of a checkpoint file (no TensorFlow work)."""
+    with np.load(path) as arrays:
+        return json.loads(arrays["__meta__"].tobytes().decode())
+
+
+def load_checkpoint(gan: ProgressiveGAN, path, groups=None) -> dict:
+    """Assign a checkpoint's arrays to the GAN's variables.
+
+    Args:
+        gan: A GAN built with the same spec and preset.
+        path: File written by :func:`save_checkpoint`.
+        groups: Only these groups (default: all).
+
+    Returns:
+        The checkpoint's meta dict.
+
+    Raises:
+        RunError: The file does not match this GAN (different spec/preset).
+
+    Notebook: chapters/03_progressive_model.ipynb
+    """
+    with np.load(path) as arrays:
+        meta = json.loads(arrays["__meta__"].tobytes().decode())
+        for group, variables in gan.state_groups().items():
+            if groups is not None and group not in groups:
+                continue
+            stored = meta["groups"].get(group)
+            if stored != len(variables):
+                raise RunError(f"{path}: checkpoint group {group!r} has {stored} variables, "
+                               f"the model has {len(variables)} (built from another spec?)")
+            for i, variable in enumerate(variables):
+                value = arrays[f"{group}/{i}"]
+                if tuple(value.shape) != tuple(variable.shape):
+                    raise RunError(f"{path}: {group}/{i} ({variable.path}) has shape "
+                                   f"{value.shape} in the checkpoint, {variable.shape} in "
+                                   f"the model")
+                variable.assign(value)
+    return meta
+
+
+def latest_checkpoint(run_dir):
+    """Newest ``checkpoints/ckpt-<step>.npz`` of a run, or None."""
+    folder = Path(run_dir) / "checkpoints"
+    if not folder.is_dir():
+        return None
+    found = sorted((int(m.group(1)), folder / name) for name in os.listdir(folder)
+                   if (m := _CHECKPOINT_PATTERN.match(name)))
+    return found[-1][1] if found else None
+
+
+def _prune_checkpoints(run_dir, keep=_KEEP_CHECKPOINTS):
+    folder = Path(run_dir) / "checkpoints"
+    found = sorted(name for name in os.listdir(folder) if _CHECKPOINT_PATTERN.match(name))
+    for name in found[:-keep]:
+        os.unlink(folder / name)
+
+
+def _append_history(path, rows):
+    if not rows:
+        return
+    with open(path, "a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=HISTORY_COLUMNS)
+        writer.writerows(rows)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _truncate_history(path, last_step):
+    """Keep the rows with ``step <= last_step`` (those the checkpoint includes)."""
+    with open(path, newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if int(row["step"]) <= last_step]
+
+    def write(tmp):
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=HISTORY_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+    _atomic_write(path, write)
+
+
+def read_history(run_dir) -> dict:
+    """A run's ``history.csv`` as a dict of columns (``step`` ... ``elapsed_s``).
+
+    Returns:
+        Dict column name -> list of values (ints for step/phase/scale, else floats).
+
+    Notebook: chapters/03_progressive_model.ipynb
+    """
+    path = Path(run_dir) / "history.csv"
+    columns = {name: [] for name in HISTORY_COLUMNS}
+    if not path.exists():
+        return columns
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            for name in HISTORY_COLUMNS:
+                value = row[name]
+                columns[name].append(int(value) if name in ("step", "phase", "scale")
+                                     else float(value))
+    return columns
+
+
+# ---------------------------------------------------------------------------
+# The training driver
+# ---------------------------------------------------------------------------
+
+def _read_dataset_manifest(data_dir) -> dict:
+    data_dir = Path(data_dir)
+    if not (data_dir / "manifest.json").is_file():
+        raise RunError(f"{data_dir}: not a built dataset (no {data_dir / 'manifest.json'}); "
+                       f"build one with `pggan dataset SOURCE {data_dir}`")
+    return data.read_manifest(data_dir)
+
+
+def _strided_share(x, replicas, replica_id, axis=0):
+    """Replica ``r``'s share of a global batch: items ``r, r + n, r + 2n, ...``.
+
+    Strided (not contiguous) so that minibatch-stddev groups, which are also
+    strided, are the same as on one device when each replica holds one group.
+    Reshape + gather keeps shapes static for XLA.
+    """
+    shape = ops.shape(x)
+    grouped = ops.reshape(x, tuple(shape[:axis]) + (shape[axis] // replicas, replicas)
+                          + tuple(shape[axis + 1:]))
+    return ops.take(grouped, replica_id, axis=axis + 1)
+
+
+def _make_step_function(gan: ProgressiveGAN, strategy, global_batch, jit_compile):
+    """One compiled training step for the GAN's current scale.
+
+    Randomness for the global batch is drawn in cross-replica context (one RNG
+    state, one stream, whatever the device count); each replica trains on its
+    strided share; measurements are averaged over replicas.
+    """
+    replicas = strategy.num_replicas_in_sync
+
+    def replica_step(real, labels, noise):
+        if replicas > 1:
+            rid = tf.distribute.get_replica_context().replica_id_in_sync_group
+            real = _strided_share(real, replicas, rid)
+            labels = _strided_share(labels, replicas, rid)
+            noise = {"z_critic": _strided_share(noise["z_critic"], replicas, rid, axis=1),
+                     "z_generator": _strided_share(noise["z_generator"], replicas, rid),
+                     "epsilon": _strided_share(noise["epsilon"], replicas, rid, axis=1)}
+        return gan.train_step((real, labels), noise)
+
+    if jit_compile:
+        replica_step = tf.function(replica_step, jit_compile=True)
+
+    @tf.function
+    def step(real, labels):
+        noise = gan.draw_noise(global_batch)
+        values = strategy.run(replica_step, args=(real, labels, noise))
+        values = {k: strategy.reduce("MEAN", v, axis=None) for k, v in values.items()}
+        if replicas > 1:
+            gan.update_ema()
+        return values
+
+    return step
+
+
+def _resolve_options(run_dir, resume, preset, loss, activation, conditional, seed):
+    """Options of a fresh run, or those stored in a resumed run's config.json."""
+    if not resume:
+        preset = get_preset("quick" if preset is None else preset)
+        return dict(preset=preset, loss=loss or preset.loss,
+                    activation=activation or preset.activation,
+                    conditional=bool(conditional), seed=0 if seed is None else int(seed))
+    stored = json.loads((Path(run_dir) / "config.json").read_text())
+    options = dict(preset=Preset(**stored["preset"]), loss=stored["loss"],
+                   activation=stored["activation"], conditional=stored["conditional"],
+                   seed=stored["seed"])
+    asked = dict(preset=None if preset is None else get_preset(preset).name, loss=loss,
+                 activation=activation, conditional=conditional, seed=seed)
+    for name, value in asked.items():
+        have = options[name].name if name == "preset" else options[name]
+        if value is not None and value != have and not (name == "conditional" and not value):
+            raise RunError(f"{run_dir} was started with {name}={have!r}; --resume continues "
+                           f"with the run's own settings (asked: {value!r}). Drop the option "
+                           f"or start a new run folder.")
+    return options
+
+
+def _write_samples(gan, run_dir, writer, phase, global_step, sample_rate, num_scales,
+                   fixed_z, num_classes):
+    """WAVs (and TensorBoard audio) from the EMA generator at a phase end."""
+    labels = np.arange(len(fixed_z), dtype=np.int32) % max(num_classes, 1)
+    clips = ops.convert_to_numpy(gan._generate(gan.ema_generator, fixed_z, labels, False))
+    rate = scale_sample_rate(phase.scale, num_scales, sample_rate)
+    folder = Path(run_dir) / "samples"
+    for i, clip in enumerate(clips):
+        audio.save_audio(folder / f"step{global_step:07d}_scale{phase.scale}_{phase.kind}_{i}.wav",
+                         clip[:, 0], rate)
+    with writer.as_default():
+        tf.summary.audio(f"samples/scale{phase.scale}", np.clip(clips, -1, 1).astype(np.float32),
+                         rate, step=global_step, max_outputs=len(clips))
+
+
+def _save_generator(gan, run_dir, phase, global_step):
+    """The EMA generator as ``generator.keras`` + ``run_state.json`` (for generate)."""
+    run_dir = Path(run_dir)
+    _atomic_write(run_dir / "generator.keras", lambda tmp: gan.ema_generator.save(tmp),
+                  suffix=".keras")
+    _write_json(run_dir / "run_state.json",
+                {"trained_scale": phase.scale, "phase": phase.index, "phase_kind": phase.kind,
+                 "global_step": global_step})
+
+
+def train(data_dir, run_dir, preset=None, resume=False, loss=None, activation=None,
+          conditional=None, seed=None, max_minutes=None, max_steps=None, strategy=None,
+          overrides=None, progress=True) -> dict:
+    """Train a progressive GAN on a built dataset, scale by scale.
+
+    Phases: scale 0 stable, then for each finer scale a fade-in (alpha 0 -> 1
+    linearly) and a stable phase (:func:`make_schedule`). Each step: n_critic
+    critic updates, one generator update, one EMA update; each phase's step is
+    one ``tf.function`` (XLA if the preset says so). Every
+    ``preset.checkpoint_every`` steps and at each phase end a checkpoint is
+    written atomically; at each phase end also WAV samples, TensorBoard audio,
+    ``generator.keras`` (the EMA generator) and ``run_state.json``.
+
+    ``resume=True`` loads the newest checkpoint and continues at the same
+    global step, phase, alpha, optimiser state, EMA weights and RNG state; the
+    data position is restored by re-creating the phase's seeded dataset and
+    skipping the steps already taken. A run killed at any moment resumes from
+    its last checkpoint and then equals an uninterrupted run.
+
+    Args:
+        data_dir: Dataset folder (``pggan dataset`` / ``data.build_dataset``).
+        run_dir: Run folder; must not exist (or be empty) unless ``resume``.
+        preset: Name or :class:`Preset` (default ``"quick"``; on resume the run's own).
+        resume: Continue the run in ``run_dir``.
+        loss: ``"wgan-gp"`` or ``"report"`` (default: the preset's).
+        activation: ``"report"``, ``"leaky"``, ``"linear"`` or ``"tanh"`` (default:
+            the preset's). ``"report"`` also puts the report's activation on the
+            critic's output; the others leave it linear.
+        conditional: Train on class labels (both players conditioned).
+        seed: Seed of weights, latents and data order (default 0).
+        max_minutes: Stop cleanly (with a checkpoint) after this many minutes.
+        max_steps: Stop cleanly (with a checkpoint) once the global step reaches
+            this count (for tests and notebooks; resume continues from there).
+        strategy: A ``tf.distribute.Strategy`` (default: the current one).
+        overrides: Dict of :class:`Preset` fields to change (fresh runs only).
+        progress: Show a tqdm progress bar.
+
+    Returns:
+        The run's history (:func:`read_history`): dict of columns, one entry per
+        step since the run began, across resumes.
+
+    Raises:
+        RunError: Bad data folder, run folder, options or preset.
+        TrainingDiverged: A step produced NaN/Inf (nothing after it is saved).
+
+    Notebook: chapters/03_progressive_model.ipynb
+    """
+    from tqdm.auto import tqdm
+
+    run_dir, data_dir = Path(run_dir), Path(data_dir)
+    manifest = _read_dataset_manifest(data_dir)
+    checkpoint = None
+    if resume:
+        if not (run_dir / "config.json").is_file():
+            raise RunError(f"{run_dir}: not a run folder (no config.json); start a new run "
+                           f"without --resume")
+        checkpoint = latest_checkpoint(run_dir)
+        if checkpoint is None:
+            raise RunError(f"{run_dir}: no checkpoint in {run_dir / 'checkpoints'} to resume "
+                           f"from; start a new run without --resume in a new folder")
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise RunError(f"{run_dir} already exists; pass --resume to continue that run, or "
+                       f"give a new folder")
+    options = _resolve_options(run_dir, resume, preset, loss, activation, conditional, seed)
+    preset = options["preset"]
+    if overrides:
+        if resume:
+            raise RunError("overrides apply to new runs only; a resumed run keeps its preset")
+        preset = options["preset"] = preset.replace(**overrides)
+    if options["loss"] not in losses.LOSS_NAMES:
+        raise RunError(f"unknown loss {options['loss']!r}; choose one of {losses.LOSS_NAMES}")
+
+    clip_samples, num_scales = int(manifest["clip_samples"]), int(manifest["num_scales"])
+    if preset.min_clip_samples > clip_samples:
+        raise RunError(
+            f"preset {preset.name!r} needs clips of at least {preset.min_clip_samples} samples "
+            f"at the finest scale; {data_dir} has {clip_samples}. Rebuild it with "
+            f"`pggan dataset SOURCE OUT --clip-samples {preset.min_clip_samples}`")
+    if options["conditional"] and len(manifest["class_names"]) < 2:
+        raise RunError(f"{data_dir}: conditional training needs at least 2 classes, the "
+                       f"dataset has {manifest['class_names']}")
+    strategy = strategy or tf.distribute.get_strategy()
+    replicas = strategy.num_replicas_in_sync
+    schedule = make_schedule(preset, num_scales)
+    train_clips = int(manifest["splits"]["train"]["num_clips"])
+    for phase in schedule:
+        if phase.batch_size > train_clips:
+            raise RunError(f"{data_dir}: batch size {phase.batch_size} (scale {phase.scale}) is "
+                           f"larger than the {train_clips} training clips")
+        if phase.batch_size % replicas:
+            raise RunError(f"batch size {phase.batch_size} (scale {phase.scale}) is not "
+                           f"divisible by the {replicas} replicas of the strategy")
+
+    spec = model_spec_for(preset, manifest, options["activation"], options["conditional"])
+    gan = build_gan(spec, preset, options["loss"], options["seed"], strategy)
+    sample_rate = int(manifest["sample_rate"])
+    history_path = run_dir / "history.csv"
+
+    if resume:
+        meta = load_checkpoint(gan, checkpoint)
+        global_step, elapsed = int(meta["global_step"]), float(meta["elapsed_s"])
+        _truncate_history(history_path, global_step)
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_json(run_dir / "config.json", {
+            "preset": dataclasses.asdict(preset), "model_spec": spec.to_dict(),
+            "loss": options["loss"], "activation": options["activation"],
+            "conditional": options["conditional"], "seed": options["seed"],
+            "data_dir": str(data_dir), "strategy_replicas": replicas,
+            "dataset": {k: manifest.get(k) for k in ("sample_rate", "clip_samples",
+                                                     "num_scales", "class_names", "splits")},
+            "schedule": [dataclasses.asdict(p) for p in schedule],
+        })
+        _truncate_history_new(history_path)
+        global_step, elapsed = 0, 0.0
+        save_checkpoint(gan, run_dir / "checkpoints" / f"ckpt-{0:08d}.npz",
+                        {"global_step": 0, "elapsed_s": 0.0, "scale": 0, "alpha": 1.0})
+
+    total_steps = schedule[-1].end_step
+    fixed_z = np.random.default_rng(options["seed"] + 7).standard_normal(
+        (preset.num_samples, spec.latent_dim)).astype(np.float32)
+    writer = tf.summary.create_file_writer(str(run_dir / "tb"))
+    bar = tqdm(total=total_steps, initial=global_step, unit="step", disable=not progress,
+               dynamic_ncols=True)
+    start = time.monotonic() - elapsed
+    deadline = None if max_minutes is None else time.monotonic() + 60.0 * max_minutes
+    pending = []
+
+    def checkpoint_now(phase, alpha):
+        _append_history(history_path, pending)
+        pending.clear()
+        save_checkpoint(gan, run_dir / "checkpoints" / f"ckpt-{global_step:08d}.npz",
+                        {"global_step": global_step, "elapsed_s": time.monotonic() - start,
+                         "scale": phase.scale, "phase": phase.index, "alpha": alpha})
+        _prune_checkpoints(run_dir)
+
+    try:
+        for phase in schedule:
+            if max_steps is not None and global_step >= max_steps:
+                break
+            if phase.end_step <= global_step:
+                continue
+            first = global_step - phase.start_step
+            gan.set_scale(phase.scale)
+            step_fn = _make_step_function(gan, strategy, phase.batch_size, preset.jit_compile)
+            dataset = data.make_tf_dataset(
+                data_dir, split="train", scale=phase.scale, batch_size=phase.batch_size,
+                shuffle=True, repeat=True, seed=options["seed"] * 1009 + phase.index)
+            # Resume: the phase's seeded stream, minus the batches already used.
+            batches = iter(dataset.skip(first) if first else dataset)
+            tick, tick_step = time.monotonic(), global_step
+            for i in range(first, phase.steps):
+                alpha = fade_alpha(phase, i)
+                gan.set_alpha(alpha)
+                real, labels = next(batches)
+                values = {k: float(v) for k, v in step_fn(real, labels).items()}
+                global_step += 1
+                pending.append(dict(step=global_step, phase=phase.index, scale=phase.scale,
+                                    alpha=alpha, **values,
+                                    elapsed_s=round(time.monotonic() - start, 3)))
+                if not all(math.isfinite(v) for v in values.values()):
+                    _append_history(history_path, pending)
+                    pending.clear()
+                    raise TrainingDiverged(global_step, phase.scale, phase.index, values,
+                                           read_history(run_dir))
+                bar.update(1)
+                phase_end = i == phase.steps - 1
+                if global_step % preset.log_every == 0 or phase_end:
+                    now = time.monotonic()
+                    with writer.as_default():
+                        for metric in gan.metrics:
+                            tf.summary.scalar(f"train/{metric.name}", metric.result(),
+                                              step=global_step)
+                        tf.summary.scalar("train/alpha", alpha, step=global_step)
+                        tf.summary.scalar("train/scale", phase.scale, step=global_step)
+                        tf.summary.scalar("train/steps_per_s",
+                                          (global_step - tick_step) / max(now - tick, 1e-9),
+                                          step=global_step)
+                    tick, tick_step = now, global_step
+                    bar.set_postfix(scale=phase.scale, alpha=f"{alpha:.2f}",
+                                    d=f"{values['d_loss']:.3g}", g=f"{values['g_loss']:.3g}",
+                                    delta=f"{values['delta']:.3g}")
+                    gan.reset_metrics()
+                    _append_history(history_path, pending)
+                    pending.clear()
+                if phase_end or (preset.sample_every and global_step % preset.sample_every == 0):
+                    _write_samples(gan, run_dir, writer, phase, global_step, sample_rate,
+                                   num_scales, fixed_z, spec.num_classes)
+                if phase_end:
+                    _save_generator(gan, run_dir, phase, global_step)
+                out_of_time = deadline is not None and time.monotonic() > deadline
+                stop_here = max_steps is not None and global_step >= max_steps
+                if (phase_end or global_step % preset.checkpoint_every == 0 or out_of_time
+                        or stop_here):
+                    checkpoint_now(phase, alpha)
+                if stop_here:
+                    return read_history(run_dir)
+                if out_of_time:
+                    warnings.warn(f"stopped after {max_minutes} minutes at step {global_step} "
+                                  f"of {total_steps}; continue with resume=True (--resume)")
+                    return read_history(run_dir)
+    finally:
+        bar.close()
+        writer.flush()
+    return read_history(run_dir)
+
+
+def _truncate_history_new(path):
+    """Start an empty ``history.csv`` (header only)."""
+    def write(tmp):
+        with open(tmp, "w", newline="") as handle:
+            csv.DictWriter(handle, fieldnames=HISTORY_COLUMNS).writeheader()
+    _atomic_write(path, write)
+
+
+# ---------------------------------------------------------------------------
+# Generation from a run folder
+# ---------------------------------------------------------------------------
+
+def _run_config(run_dir) -> dict:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunError(f"{run_dir}: no such run folder")
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise RunError(f"{run_dir}: not a run folder (no config.json); make one with "
+                       f"`pggan train --data DATASET --out {run_dir}`")
+    return json.loads(path.read_text())
+
+
+def load_generator(run_dir, use_ema=True, scale=None):
+    """Load a run's generator, ready to generate at its finest trained scale.
+
+    Fast path: ``generator.keras`` (the EMA generator saved at the last
+    finished phase). ``use_ema=False``, or a run that has not finished a phase
+    yet, builds the generator from ``config.json`` and takes its weights from
+    the newest checkpoint.
+
+    Args:
+        run_dir: A run folder made by :func:`train`.
+        use_ema: The EMA generator (smoother, what PGGAN samples from) or the raw one.
+        scale: Scale to generate at (default: the finest trained one).
+
+    Returns:
+        ``(generator, info)``: the ``ProgressiveGenerator`` set to ``scale`` with
+        alpha 1, and a dict with ``scale``, ``sample_rate``, ``samples``,
+        ``class_names``, ``conditional``, ``latent_dim``, ``source`` (file used).
+
+    Raises:
+        RunError: No run there, nothing trained yet, or ``scale`` not trained.
+
+    Notebook: chapters/05_training_on_gpu.ipynb
+    """
+    run_dir = Path(run_dir)
+    config = _run_config(run_dir)
+    spec = models.ModelSpec.from_dict(config["model_spec"])
+    keras_path, state_path = run_dir / "generator.keras", run_dir / "run_state.json"
+    if use_ema and keras_path.is_file() and state_path.is_file():
+        trained = int(json.loads(state_path.read_text())["trained_scale"])
+        generator = keras.saving.load_model(keras_path)
+        source = keras_path
+    else:
+        source = latest_checkpoint(run_dir)
+        if source is None:
+            raise RunError(f"{run_dir}: no checkpoint in {run_dir / 'checkpoints'}; train first "
+                           f"(`pggan train --data DATASET --out {run_dir}`)")
+        generator = models.build_generator(spec)
+        group = "ema_generator" if use_ema else "generator"
+        with np.load(source) as arrays:
+            meta = json.loads(arrays["__meta__"].tobytes().decode())
+            for i, variable in enumerate(generator.variables):
+                variable.assign(arrays[f"{group}/{i}"])
+        # Mid fade-in the new scale is only partly there: use the one below.
+        trained = int(meta["scale"]) - (1 if float(meta["alpha"]) < 1.0 else 0)
+        trained = max(trained, 0)
+    scale = trained if scale is None else int(scale)
+    if not 0 <= scale <= trained:
+        raise RunError(f"{run_dir}: scale {scale} is not trained; trained scales are "
+                       f"0..{trained}")
+    generator.set_scale(scale)
+    generator.set_alpha(1.0)
+    info = {"scale": scale, "trained_scale": trained,
+            "sample_rate": scale_sample_rate(scale, spec.num_scales,
+                                             int(config["dataset"]["sample_rate"])),
+            "samples": spec.samples_at_scale(scale),
+            "class_names": list(config["dataset"]["class_names"]),
+            "conditional": spec.num_classes > 0, "latent_dim": spec.latent_dim,
+            "source": str(source)}
+    return generator, info
+
+
+def _labels_for(info, n, class_name):
+    names = info["class_names"]
+    if class_name is not None:
+        if not info["conditional"]:
+            raise RunError(f"class {class_name!r} given, but the model is unconditional; "
+                           f"train with --conditional to choose classes")
+        if class_name not in names:
+            raise RunError(f"unknown class {class_name!r}; the model's classes are: "
+                           f"{', '.join(names)}")
+        return np.full((n,), names.index(class_name), np.int32)
+    return np.arange(n, dtype=np.int32) % max(len(names), 1)
+
+
+def _generated_batches(run_dir, n, class_name, seed, scale, use_ema, batch_size):
+    """Yield ``(start, clips (b, samples), labels (b,), info)`` batch by batch."""
+    if int(n) < 1:
+        raise RunError(f"number of clips must be >= 1, got {n}")
+    generator, info = load_generator(run_dir, use_ema=use_ema, scale=scale)
+    labels = _labels_for(info, n, class_name)
+    z = np.random.default_rng(seed).standard_normal((n, info["latent_dim"])).astype(np.float32)
+    for start in range(0, n, batch_size):
+        stop = start + batch_size
+        inputs = [z[start:stop], labels[start:stop]] if info["conditional"] else z[start:stop]
+        clips = ops.convert_to_numpy(generator(inputs, training=False))[..., 0]
+        yield start, clips.astype(np.float32), labels[start:stop], info
+
+
+def generate_audio(run_dir, n, class_name=None, seed=0, scale=None, use_ema=True,
+                   batch_size=16):
+    """Generate ``n`` clips from a run.
+
+    Args:
+        run_dir: Run folder.
+        n: Number of clips.
+        class_name: Class to generate (conditional runs only; default: classes in turn).
+        seed: Seed of the latent vectors.
+        scale: Scale (default: finest trained).
+        use_ema: Use the EMA generator.
+        batch_size: Clips per generator call.
+
+    Returns:
+        ``(clips, sample_rate, labels)``: float32 ``(n, samples)``, int, int32 ``(n,)``.
+
+    Notebook: chapters/05_training_on_gpu.ipynb
+    """
+    batches = list(_generated_batches(run_dir, n, class_name, seed, scale, use_ema, batch_size))
+    clips = np.concatenate([b[1] for b in batches])
+    labels = np.concatenate([b[2] for b in batches])
+    return clips, batches[0][3]["sample_rate"], labels
+
+
+def write_generated(run_dir, n, out_dir, class_name=None, seed=0, scale=None, use_ema=True,
+                    batch_size=16):
+    """Generate ``n`` clips and write them as WAV files ``out_dir/<name>_<i>.wav``.
+
+    Clips are written batch by batch, so the first file appears after one
+    generator call. Values outside [-1, 1] are clipped by ``audio.save_audio``.
+    ``<name>`` is the class for a conditional model, else ``sample``.
+
+    Args:
+        run_dir, n, class_name, seed, scale, use_ema, batch_size: As in
+            :func:`generate_audio`.
+        out_dir: Output folder (created).
+
+    Returns:
+        List of the paths written.
+
+    Notebook: chapters/05_training_on_gpu.ipynb
+    """
+    paths = []
+    for start, clips, labels, info in _generated_batches(run_dir, n, class_name, seed, scale,
+                                                         use_ema, batch_size):
+        for i, (clip, label) in enumerate(zip(clips, labels), start):
+            prefix = info["class_names"][label] if info["conditional"] else "sample"
+            paths.append(audio.save_audio(Path(out_dir) / f"{prefix}_{i:04d}.wav", clip,
+                                          info["sample_rate"]))
+    return paths

@@ -1,0 +1,203 @@
+"""Tests of pggan_lib.models on a tiny 3-scale spec (64 samples, 8 channels)."""
+
+import json
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pggan_lib import layers as L
+from pggan_lib import models as M
+
+RNG = np.random.default_rng(0)
+TINY = dict(num_scales=3, clip_samples=64, latent_dim=8, channels=(8, 8, 8), kernel_size=3)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    spec = M.ModelSpec(**TINY)
+    return spec, M.build_generator(spec), M.build_critic(spec)
+
+
+def _z(batch=4, dim=8):
+    return RNG.standard_normal((batch, dim)).astype("float32")
+
+
+# ------------------------------------------------------------------------ spec
+
+def test_spec_defaults_json_roundtrip_and_samples():
+    spec = M.ModelSpec()
+    assert spec.channels == (128,) * 7
+    assert [spec.samples_at_scale(k) for k in range(7)] == [256 * 2 ** k for k in range(7)]
+    alphas = spec.activation_alphas
+    assert all(a < b for a, b in zip(alphas, alphas[1:]))  # larger alpha at finer scales
+    assert spec.critic_output_alpha > max(alphas)
+    restored = M.ModelSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
+    assert restored == spec
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(clip_samples=90), "divisible"),
+    (dict(channels=(8, 8)), "channels"),
+    (dict(activation="relu"), "activation"),
+    (dict(activation_alphas=(1.0,)), "activation_alphas"),
+])
+def test_spec_rejects_bad_values(bad, message):
+    with pytest.raises(ValueError, match=message):
+        M.ModelSpec(**{**TINY, **bad})
+    with pytest.raises(ValueError, match="unknown"):
+        M.ModelSpec.from_dict({"num_scales": 3, "wrong": 1})
+
+
+# --------------------------------------------------------------- every scale
+
+def test_shapes_at_every_scale_and_stable_variables(tiny):
+    spec, gen, critic = tiny
+    n_gen, n_critic = len(gen.variables), len(critic.variables)
+    z = _z(5)
+    for k in range(spec.num_scales):
+        gen.set_scale(k)
+        critic.set_scale(k)
+        audio = gen(z)
+        assert audio.shape == (5, spec.samples_at_scale(k), 1)
+        assert critic(audio).shape == (5, 1)
+        assert critic(audio, training=True).shape == (5, 1)
+        assert gen.current_scale == k and critic.current_scale == k
+    assert len(gen.variables) == n_gen and len(critic.variables) == n_critic
+    with pytest.raises(ValueError, match="set_scale"):
+        gen.set_scale(3)
+
+
+def test_generator_fade_at_alpha_zero_is_previous_scale_upsampled(tiny):
+    spec, gen, _ = tiny
+    z = _z()
+    for k in range(1, spec.num_scales):
+        gen.set_scale(k - 1)
+        previous = gen(z)
+        gen.set_scale(k)
+        gen.set_alpha(0.0)
+        faded = np.asarray(gen(z))
+        np.testing.assert_allclose(faded, np.asarray(L.Upsample1D()(previous)), atol=1e-5)
+        gen.set_alpha(1.0)
+        assert not np.allclose(np.asarray(gen(z)), faded)
+    gen.set_alpha(1.0)
+
+
+def test_critic_fade_at_alpha_zero_is_previous_scale_on_downsampled_input(tiny):
+    spec, _, critic = tiny
+    x = RNG.standard_normal((4, spec.clip_samples, 1)).astype("float32")
+    critic.set_scale(spec.num_scales - 2)
+    expected = np.asarray(critic(L.Downsample1D()(x)))
+    critic.set_scale(spec.num_scales - 1)
+    critic.set_alpha(0.0)
+    np.testing.assert_allclose(np.asarray(critic(x)), expected, atol=1e-5)
+    critic.set_alpha(1.0)
+
+
+@pytest.mark.parametrize("which", ["generator", "critic"])
+def test_variables_for_scale_are_exactly_those_with_gradients(tiny, which):
+    spec, gen, critic = tiny
+    model = gen if which == "generator" else critic
+    for k in range(spec.num_scales):
+        model.set_scale(k)
+        model.set_alpha(0.5)  # both fade paths active
+        inputs = _z() if which == "generator" else RNG.standard_normal(
+            (4, spec.samples_at_scale(k), 1)).astype("float32")
+        with tf.GradientTape() as tape:
+            out = tf.reduce_sum(model(inputs) ** 2)
+        grads = tape.gradient(out, model.trainable_variables)
+        used = {id(v) for v, g in zip(model.trainable_variables, grads) if g is not None}
+        assert used == {id(v) for v in model.variables_for_scale(k)}
+        assert M.count_params_at_scale(model, k) == sum(
+            int(np.prod(v.shape)) for v in model.variables_for_scale(k))
+    model.set_alpha(1.0)
+    counts = [model.count_params_at_scale(k) for k in range(spec.num_scales)]
+    assert counts == sorted(counts) and counts[-1] <= model.count_params()
+
+
+def test_keras_roundtrip_keeps_scale_alpha_and_outputs(tiny, tmp_path):
+    spec, gen, critic = tiny
+    gen.set_scale(1)
+    gen.set_alpha(0.3)
+    critic.set_scale(1)
+    critic.set_alpha(0.7)
+    z = _z()
+    x = np.asarray(gen(z))
+    gen.save(tmp_path / "g.keras")
+    critic.save(tmp_path / "d.keras")
+    gen2 = keras.saving.load_model(tmp_path / "g.keras", safe_mode=True)
+    critic2 = keras.saving.load_model(tmp_path / "d.keras", safe_mode=True)
+    assert isinstance(gen2, M.ProgressiveGenerator) and gen2.spec == spec
+    assert gen2.current_scale == 1 and critic2.current_scale == 1
+    assert float(gen2.fade_alpha) == pytest.approx(0.3)
+    assert float(critic2.fade_alpha) == pytest.approx(0.7)
+    np.testing.assert_array_equal(np.asarray(gen2(z)), x)
+    np.testing.assert_array_equal(np.asarray(critic2(x)), np.asarray(critic(x)))
+    gen.set_alpha(1.0)
+    critic.set_alpha(1.0)
+
+
+def test_conditional_models():
+    spec = M.ModelSpec(**TINY, num_classes=3)
+    gen, critic = M.build_generator(spec, scale=2), M.build_critic(spec, scale=2)
+    z = _z(6)
+    labels = np.array([0, 1, 2, 0, 1, 2], "int32")
+    audio = gen([z, labels])
+    assert audio.shape == (6, 64, 1)
+    assert critic([audio, labels]).shape == (6, 1)
+    # The label changes the output for the same z.
+    other = gen([z, (labels + 1) % 3])
+    assert not np.allclose(np.asarray(audio), np.asarray(other))
+    with pytest.raises(ValueError, match="conditional"):
+        gen(z)
+    with pytest.raises(ValueError, match="unconditional"):
+        M.build_generator(M.ModelSpec(**TINY))([z, labels])
+
+
+def test_critic_accepts_batch_not_divisible_by_group():
+    spec = M.ModelSpec(**TINY, minibatch_group_size=4)
+    critic = M.build_critic(spec, scale=2)
+    x = RNG.standard_normal((3, 64, 1)).astype("float32")
+    assert critic(x).shape == (3, 1)
+
+
+# ---------------------------------------------------------------- FLOP counts
+
+def test_count_flops_hand_computed_scale_zero_and_growth():
+    spec = M.ModelSpec(**TINY)
+    flops = M.count_flops(spec, 0)
+    length, c, k = 16, 8, 3
+    generator = 2 * 8 * length * c + 2 * length * k * c * c + 2 * length * c
+    critic = 2 * length * c + 2 * length * k * (c + 1) * c + 2 * length * c * c + 2 * c
+    assert flops == {"generator": generator, "critic": critic}
+    totals = [sum(M.count_flops(spec, s).values()) for s in range(3)]
+    assert totals[0] < totals[1] < totals[2]
+    # The finest default scale: two 9-tap 128x128 convolutions over 16384 samples dominate.
+    big = M.count_flops(M.ModelSpec(), 6)["generator"]
+    assert big > 2 * 2 * 16384 * 9 * 128 * 128
+
+
+# -------------------------------------------------------------------- WaveGAN
+
+def test_wavegan_baseline_shapes_and_roundtrip(tmp_path):
+    spec = M.ModelSpec(**TINY)
+    gen, critic = M.build_wavegan_generator(spec), M.build_wavegan_critic(spec)
+    z = _z(4)
+    audio = np.asarray(gen(z))
+    assert audio.shape == (4, 64, 1) and np.abs(audio).max() <= 1.0
+    score = np.asarray(critic(audio))
+    assert score.shape == (4, 1)
+    assert any(isinstance(layer, L.PhaseShuffle) for layer in critic.layers)
+    critic.save(tmp_path / "wd.keras")
+    loaded = keras.saving.load_model(tmp_path / "wd.keras", safe_mode=True)
+    np.testing.assert_array_equal(np.asarray(loaded(audio)), score)
+
+    cond = M.ModelSpec(**TINY, num_classes=2)
+    labels = np.array([0, 1, 1, 0], "int32")
+    cond_audio = np.asarray(M.build_wavegan_generator(cond)([z, labels]))
+    assert cond_audio.shape == (4, 64, 1)
+    assert M.build_wavegan_critic(cond)([cond_audio, labels]).shape == (4, 1)

@@ -1,0 +1,258 @@
+"""Tests of pggan_lib.training and the presets in pggan_lib.config.
+
+A tiny dataset (two classes of generated tones, 3 scales, 256-sample clips)
+and the ``tiny`` preset keep every run to a few seconds of compute.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+from pggan_lib import audio, config, data, training  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def make_tiny_dataset(root: Path, clip_samples=256, num_scales=3) -> Path:
+    """Two classes of tones, three 0.6 s files each -> a built dataset."""
+    sample_rate = 16_000
+    t = np.arange(int(0.6 * sample_rate)) / sample_rate
+    for name, f0 in (("low", 220.0), ("high", 880.0)):
+        for j in range(3):
+            tone = 0.5 * np.sin(2 * np.pi * f0 * (1 + 0.1 * j) * t)
+            audio.save_audio(root / "source" / name / f"tone{j}.wav", tone, sample_rate)
+    data.build_dataset(root / "source", root / "dataset", sample_rate=sample_rate,
+                       clip_samples=clip_samples, num_scales=num_scales, test_fraction=0.34,
+                       progress=False)
+    return root / "dataset"
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    return make_tiny_dataset(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="module")
+def straight_run(tiny_dataset, tmp_path_factory):
+    """A complete tiny run (20 steps over 3 scales), uninterrupted."""
+    run = tmp_path_factory.mktemp("straight") / "run"
+    history = training.train(tiny_dataset, run, preset="tiny", progress=False)
+    return run, history
+
+
+# ------------------------------------------------------------------ presets
+def test_get_preset_names_and_error():
+    assert config.get_preset("quick").name == "quick"
+    assert config.get_preset(config.PRESETS["colab"]) is config.PRESETS["colab"]
+    with pytest.raises(ValueError, match="valid presets: colab, quick, reference, tiny"):
+        config.get_preset("fast")
+
+
+def test_presets_fit_their_purpose():
+    quick, colab = config.get_preset("quick"), config.get_preset("colab")
+    # quick: every one of 7 scales, small and short; colab: >= 4 s clips at 16 kHz.
+    assert len(training.make_schedule(quick, 7)) == 13
+    assert max(quick.channels) <= 32 and max(quick.batch_sizes) <= 16
+    assert colab.min_clip_samples >= 4 * 16_000
+    assert quick.per_scale("channels", 3) == (32, 32, 32)
+    assert config.get_preset("tiny").per_scale("batch_sizes", 4) == (4, 4, 4, 4)
+
+
+# ---------------------------------------------------------- schedule/alpha
+def test_schedule_phases_and_steps():
+    preset = config.Preset(name="t", description="", stable_steps=(5, 6, 7), fade_steps=3)
+    phases = training.make_schedule(preset, 3)
+    assert [(p.scale, p.kind, p.steps, p.start_step) for p in phases] == [
+        (0, "stable", 5, 0), (1, "fade", 3, 5), (1, "stable", 6, 8),
+        (2, "fade", 3, 14), (2, "stable", 7, 17)]
+
+
+def test_fade_alpha_is_linear_from_0_to_1():
+    fade = training.Phase(index=1, scale=1, kind="fade", steps=5, start_step=0, batch_size=4)
+    stable = training.Phase(index=2, scale=1, kind="stable", steps=5, start_step=5, batch_size=4)
+    np.testing.assert_allclose([training.fade_alpha(fade, i) for i in range(5)],
+                               [0.0, 0.25, 0.5, 0.75, 1.0])
+    assert all(training.fade_alpha(stable, i) == 1.0 for i in range(5))
+
+
+# -------------------------------------------------------------- the model
+def tiny_gan(loss="wgan-gp", num_classes=0):
+    manifest = {"num_scales": 3, "clip_samples": 256, "class_names": ["a", "b"]}
+    preset = config.get_preset("tiny")
+    spec = training.model_spec_for(preset, manifest, conditional=num_classes > 0)
+    return training.build_gan(spec, preset, loss=loss, seed=3), spec
+
+
+def test_ema_update_math():
+    gan, _ = tiny_gan()
+    for weight in gan.generator.trainable_variables:  # make generator and EMA differ
+        weight.assign(weight + 0.5)
+    before_ema = [np.array(v) for v in gan.ema_generator.trainable_variables]
+    weights = [np.array(v) for v in gan.generator.trainable_variables]
+    gan.update_ema()
+    decay = gan.ema_decay
+    for ema, old, w in zip(gan.ema_generator.trainable_variables, before_ema, weights):
+        np.testing.assert_allclose(np.array(ema), decay * old + (1 - decay) * w, rtol=1e-6,
+                                   atol=1e-7)
+
+
+@pytest.mark.parametrize("loss", ["wgan-gp", "report"])
+def test_train_step_measurements(loss):
+    gan, spec = tiny_gan(loss, num_classes=2)
+    gan.set_scale(1)
+    gan.set_alpha(0.5)
+    real = np.random.default_rng(0).uniform(-0.5, 0.5, (4, 128, 1)).astype(np.float32)
+    labels = np.array([0, 1, 0, 1], np.int32)
+    critic_before = [np.array(v) for v in gan.critic.variables_for_scale(1)]
+    values = {k: float(v) for k, v in gan.train_step((real, labels)).items()}
+    assert set(values) == set(training.METRIC_NAMES)
+    assert all(np.isfinite(list(values.values())))
+    assert values["delta"] == pytest.approx(abs(values["d_fake"] - values["d_real"]), abs=1e-6)
+    assert (values["gp"] > 0) == (loss == "wgan-gp")  # the report's loss has no penalty
+    assert any(not np.array_equal(b, np.array(a))
+               for b, a in zip(critic_before, gan.critic.variables_for_scale(1)))
+    assert float(gan.metrics[0].result()) == pytest.approx(values["d_loss"])
+
+
+# ------------------------------------------------------- checkpoints/resume
+def test_resume_equals_uninterrupted_run(tiny_dataset, straight_run, tmp_path):
+    run, straight = straight_run
+    assert straight["step"] == list(range(1, 21))
+    resumed = tmp_path / "resumed"
+    # Stop mid-phase (step 10 is inside scale 1's stable phase), then resume
+    # with new objects: weights, optimisers, EMA, RNG and data position.
+    first = training.train(tiny_dataset, resumed, preset="tiny", max_steps=10, progress=False)
+    assert first["step"] == list(range(1, 11))
+    history = training.train(tiny_dataset, resumed, resume=True, progress=False)
+    assert history["step"] == list(range(1, 21))  # continuous: nothing missing or doubled
+    for name in training.METRIC_NAMES:
+        np.testing.assert_allclose(history[name], straight[name], rtol=1e-5, atol=1e-6,
+                                   err_msg=name)
+    a = np.load(training.latest_checkpoint(run))
+    b = np.load(training.latest_checkpoint(resumed))
+    assert training.latest_checkpoint(run).name == "ckpt-00000020.npz"
+    for key in a.files:
+        if key != "__meta__":
+            np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def test_run_folder_contents(straight_run):
+    run, _ = straight_run
+    config_json = json.loads((run / "config.json").read_text())
+    assert config_json["loss"] == "wgan-gp" and config_json["model_spec"]["num_scales"] == 3
+    assert json.loads((run / "run_state.json").read_text())["trained_scale"] == 2
+    assert (run / "generator.keras").is_file()
+    # 5 phases x 2 samples; the finest scale's WAV is 256 samples at 16 kHz.
+    wavs = sorted((run / "samples").glob("*.wav"))
+    assert len(wavs) == 10
+    clip = audio.load_audio(wavs[-1])
+    assert clip.shape == (256,)
+    assert any((run / "tb").iterdir())
+    assert not list((run / "checkpoints").glob(".*"))  # no temp files left
+
+
+def test_generate_audio_at_finest_trained_scale(straight_run):
+    run, _ = straight_run
+    clips, rate, labels = training.generate_audio(run, 3, seed=1)
+    assert clips.shape == (3, 256) and rate == 16_000
+    coarse, coarse_rate, _ = training.generate_audio(run, 2, scale=0, use_ema=False)
+    assert coarse.shape == (2, 64) and coarse_rate == 4_000
+    with pytest.raises(training.RunError, match="unconditional"):
+        training.generate_audio(run, 1, class_name="low")
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    gan, _ = tiny_gan()
+    path = tmp_path / "ckpt-00000001.npz"
+    training.save_checkpoint(gan, path, {"global_step": 1})
+    good = np.array(gan.generator.trainable_variables[0])
+
+    def crash_midway(handle, **arrays):
+        handle.write(b"PK\x03\x04 half a zip file")
+        raise OSError("disk full (simulated)")
+
+    for weight in gan.generator.trainable_variables:
+        weight.assign(weight + 1.0)
+    monkeypatch.setattr(training.np, "savez", crash_midway)
+    with pytest.raises(OSError, match="simulated"):
+        training.save_checkpoint(gan, path, {"global_step": 2})
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # temp file removed
+    assert training.load_checkpoint(gan, path)["global_step"] == 1
+    np.testing.assert_array_equal(np.array(gan.generator.trainable_variables[0]), good)
+
+
+def test_nan_guard_names_the_step(tiny_dataset, tmp_path, monkeypatch):
+    make = data.make_tf_dataset
+
+    def poisoned(*args, **kwargs):  # batch 3 of the first phase holds a NaN
+        import tensorflow as tf
+
+        def poison(index, batch):
+            audio_batch, labels = batch
+            bad = tf.where(index == 2, np.nan, 0.0)
+            return audio_batch + bad, labels
+
+        return make(*args, **kwargs).enumerate().map(poison)
+
+    monkeypatch.setattr(training.data, "make_tf_dataset", poisoned)
+    run = tmp_path / "run"
+    with pytest.raises(training.TrainingDiverged, match="step 3 .scale 0") as caught:
+        training.train(tiny_dataset, run, preset="tiny", progress=False)
+    assert caught.value.step == 3 and caught.value.scale == 0
+    assert caught.value.history["step"] == [1, 2, 3]
+    assert not np.isfinite(caught.value.history["d_loss"][-1])
+    # The last good checkpoint (step 0; the next would be step 3) is untouched.
+    assert training.latest_checkpoint(run).name == "ckpt-00000000.npz"
+    assert training.read_checkpoint_meta(training.latest_checkpoint(run))["global_step"] == 0
+
+
+def test_run_errors(tiny_dataset, straight_run, tmp_path):
+    run, _ = straight_run
+    with pytest.raises(training.RunError, match="already exists; pass --resume"):
+        training.train(tiny_dataset, run, preset="tiny", progress=False)
+    with pytest.raises(training.RunError, match="manifest.json"):
+        training.train(tmp_path, tmp_path / "new", preset="tiny", progress=False)
+    with pytest.raises(training.RunError, match="no such run folder|not a run folder"):
+        training.train(tiny_dataset, tmp_path / "absent", resume=True, progress=False)
+    with pytest.raises(training.RunError, match="--clip-samples 65536"):
+        training.train(tiny_dataset, tmp_path / "colab", preset="colab", progress=False)
+    with pytest.raises(training.RunError, match="started with loss='wgan-gp'"):
+        training.train(tiny_dataset, run, resume=True, loss="report", progress=False)
+
+
+# ------------------------------------------------------ MirroredStrategy
+MIRRORED_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from pggan_lib import training
+    data_dir, out = sys.argv[1], sys.argv[2]
+    one = training.train(data_dir, out + "/one", preset="tiny", max_steps=7, progress=False)
+    two = training.train(data_dir, out + "/two", preset="tiny", max_steps=7, progress=False,
+                         strategy=tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+    print("RESULT" + json.dumps({"one": one, "two": two}))
+""")
+
+
+def test_mirrored_strategy_matches_one_device(tiny_dataset, tmp_path):
+    # Logical devices must be configured before TF starts: a fresh interpreter.
+    done = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, str(tiny_dataset),
+                           str(tmp_path)], capture_output=True, text=True, cwd=REPO,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.split("RESULT", 1)[1])
+    one, two = result["one"], result["two"]
+    assert one["step"] == two["step"] == list(range(1, 8))
+    for name in ("d_loss", "g_loss", "d_real", "d_fake", "gp"):
+        np.testing.assert_allclose(two[name], one[name], rtol=1e-4, atol=1e-5, err_msg=name)
