@@ -58,9 +58,12 @@ def _add_corpus_parser(subparsers) -> None:
                         help="output folder (default: %(default)s)")
     parser.add_argument("--minutes-per-class", type=_positive_float, default=2.0,
                         help="minutes of audio to render per class (default: %(default)s)")
-    parser.add_argument("--classes", default=None,
-                        help="comma-separated class names (default: all; see `pggan corpus "
-                             "--list-classes`)")
+    parser.add_argument("--classes", action="append", default=None,
+                        help="class names, comma-separated or repeated (default: all; see "
+                             "`pggan corpus --list-classes`)")
+    parser.add_argument("--max-excerpt-seconds", type=_positive_float, default=30.0,
+                        help="longest excerpt taken from one piece, so that each class spans "
+                             "many pieces (default: %(default)s)")
     parser.add_argument("--list-classes", action="store_true",
                         help="print the available classes and exit")
     parser.add_argument("--instrument", default="piano",
@@ -79,14 +82,15 @@ def _run_corpus(args: argparse.Namespace) -> int:
         for name, description in corpus.CORPUS_CLASSES.items():
             print(f"{name:24s} {description}")
         return 0
-    classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
     try:
         report = corpus.make_demo_corpus(
-            out_dir=args.out, minutes_per_class=args.minutes_per_class, classes=classes,
-            instrument=args.instrument, sample_rate=args.sample_rate)
+            out_dir=args.out, minutes_per_class=args.minutes_per_class, classes=args.classes,
+            instrument=args.instrument, sample_rate=args.sample_rate,
+            max_excerpt_seconds=args.max_excerpt_seconds)
     except ValueError as error:
         raise CommandError(str(error)) from error
-    print(report.summary() if hasattr(report, "summary") else report)
+    if not report.nothing_to_do:
+        print(report.summary())
     return 0
 
 

@@ -704,10 +704,12 @@ def _make_step_function(gan: ProgressiveGAN, strategy, global_batch, jit_compile
                      "epsilon": _strided_share(noise["epsilon"], replicas, rid, axis=1)}
         return gan.train_step((real, labels), noise)
 
+    # autograph off: the step has no tensor-dependent Python control flow, and
+    # converting Keras internals costs seconds of tracing per phase.
     if jit_compile:
-        replica_step = tf.function(replica_step, jit_compile=True)
+        replica_step = tf.function(replica_step, jit_compile=True, autograph=False)
 
-    @tf.function
+    @tf.function(autograph=False)
     def step(real, labels):
         noise = gan.draw_noise(global_batch)
         values = strategy.run(replica_step, args=(real, labels, noise))
@@ -893,6 +895,7 @@ def train(data_dir, run_dir, preset=None, resume=False, loss=None, activation=No
     start = time.monotonic() - elapsed
     deadline = None if max_minutes is None else time.monotonic() + 60.0 * max_minutes
     pending = []
+    step_functions = {}  # (scale, batch): a fade and a stable phase share one trace
 
     def checkpoint_now(phase, alpha):
         _append_history(history_path, pending)
@@ -910,7 +913,11 @@ def train(data_dir, run_dir, preset=None, resume=False, loss=None, activation=No
                 continue
             first = global_step - phase.start_step
             gan.set_scale(phase.scale)
-            step_fn = _make_step_function(gan, strategy, phase.batch_size, preset.jit_compile)
+            key = (phase.scale, phase.batch_size)
+            if key not in step_functions:
+                step_functions[key] = _make_step_function(gan, strategy, phase.batch_size,
+                                                          preset.jit_compile)
+            step_fn = step_functions[key]
             dataset = data.make_tf_dataset(
                 data_dir, split="train", scale=phase.scale, batch_size=phase.batch_size,
                 shuffle=True, repeat=True, seed=options["seed"] * 1009 + phase.index)
