@@ -157,10 +157,10 @@ PRESETS = {
     "reference": Preset(
         name="reference",
         description="the longest useful run on 2 CPU cores: about 2 hours",
-        channels=(128, 128, 96, 64, 48, 32, 32), latent_dim=128, kernel_size=9,
-        batch_sizes=(32, 32, 32, 16, 16, 16, 16),
-        stable_steps=(1500, 1200, 1000, 800, 600, 500, 500),
-        fade_steps=(0, 600, 500, 400, 300, 250, 250),
+        channels=(64, 64, 48, 32, 24, 16, 16), latent_dim=64, kernel_size=9,
+        batch_sizes=(16, 16, 16, 16, 8, 8, 8),
+        stable_steps=(600, 400, 400, 400, 400, 500, 800),
+        fade_steps=(0, 300, 300, 300, 300, 300, 400),
         ema_decay=0.999, checkpoint_every=250, log_every=25, num_samples=8,
         jit_compile=False),
     "colab": Preset(
