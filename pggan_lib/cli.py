@@ -271,7 +271,8 @@ def _run_generate(args: argparse.Namespace) -> int:
         raise CommandError(f"{run}: no such run folder")
     if not (run / "config.json").is_file():
         raise CommandError(f"{run}: not a run folder (no config.json)")
-    if not any((run / "checkpoints").glob("ckpt-*.npz")) and not (run / "generator.keras").is_file():
+    has_checkpoint = any((run / "checkpoints").glob("ckpt-*.npz"))
+    if not has_checkpoint and not (run / "generator.keras").is_file():
         raise CommandError(f"{run}: no checkpoint yet; train first (`pggan train --out {run} "
                            f"--resume` to continue)")
     run_config = json.loads((run / "config.json").read_text())

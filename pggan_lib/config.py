@@ -149,8 +149,8 @@ PRESETS = {
         name="quick",
         description="every scale in about 3 minutes on a 2-core CPU (a smoke run, not music)",
         channels=(32, 32, 24, 16, 16, 16, 16), latent_dim=32, kernel_size=9,
-        batch_sizes=(8,), stable_steps=(30, 20, 20, 10, 10, 10, 10),
-        fade_steps=(0, 10, 10, 10, 10, 10, 10),
+        batch_sizes=(8,), stable_steps=(40, 30, 30, 20, 15, 15, 15),
+        fade_steps=(0, 15, 15, 15, 15, 15, 15),
         ema_decay=0.99, checkpoint_every=100, log_every=10, num_samples=4,
         # XLA measured slower than plain graphs for these 1-D convs on CPU.
         jit_compile=False),

@@ -36,7 +36,6 @@ import time
 import types
 import warnings
 from pathlib import Path
-from typing import Any
 
 import keras
 import numpy as np
@@ -60,6 +59,7 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "latest_checkpoint",
+    "read_checkpoint_meta",
     "read_history",
     "train",
     "load_generator",
@@ -762,7 +762,7 @@ def _save_generator(gan, run_dir, phase, global_step):
     """The EMA generator as ``generator.keras`` + ``run_state.json`` (for generate)."""
     run_dir = Path(run_dir)
     _atomic_write(run_dir / "generator.keras", lambda tmp: gan.ema_generator.save(tmp),
-                  suffix=".keras")
+                  suffix=".tmp.keras")
     _write_json(run_dir / "run_state.json",
                 {"trained_scale": phase.scale, "phase": phase.index, "phase_kind": phase.kind,
                  "global_step": global_step})
@@ -867,6 +867,10 @@ def train(data_dir, run_dir, preset=None, resume=False, loss=None, activation=No
     history_path = run_dir / "history.csv"
 
     if resume:
+        # Temporary files of writes cut short by a kill: never the real thing.
+        for folder in (run_dir, run_dir / "checkpoints"):
+            for stale in [*folder.glob(".*.tmp"), *folder.glob(".*.tmp.keras")]:
+                stale.unlink()
         meta = load_checkpoint(gan, checkpoint)
         global_step, elapsed = int(meta["global_step"]), float(meta["elapsed_s"])
         _truncate_history(history_path, global_step)
@@ -881,7 +885,7 @@ def train(data_dir, run_dir, preset=None, resume=False, loss=None, activation=No
                                                      "num_scales", "class_names", "splits")},
             "schedule": [dataclasses.asdict(p) for p in schedule],
         })
-        _truncate_history_new(history_path)
+        _start_history(history_path)
         global_step, elapsed = 0, 0.0
         save_checkpoint(gan, run_dir / "checkpoints" / f"ckpt-{0:08d}.npz",
                         {"global_step": 0, "elapsed_s": 0.0, "scale": 0, "alpha": 1.0})
@@ -984,7 +988,7 @@ def train(data_dir, run_dir, preset=None, resume=False, loss=None, activation=No
     return read_history(run_dir)
 
 
-def _truncate_history_new(path):
+def _start_history(path):
     """Start an empty ``history.csv`` (header only)."""
     def write(tmp):
         with open(tmp, "w", newline="") as handle:
