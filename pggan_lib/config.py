@@ -8,6 +8,7 @@ Notebook: chapters/01_audio_fundamentals.ipynb
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -53,12 +54,9 @@ def scale_sample_rate(scale: int, num_scales: int = DEFAULT_NUM_SCALES,
 
 
 # ---------------------------------------------------------------------------
-# Training presets (added by the training module's author)
+# Training presets
 # ---------------------------------------------------------------------------
-import dataclasses as _dataclasses  # noqa: E402  (appended section)
-
-
-@_dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Preset:
     """How long, how wide and how fast to train; never the data's shape.
 
@@ -134,7 +132,7 @@ class Preset:
 
     def replace(self, **changes) -> "Preset":
         """A copy with some fields changed (``dataclasses.replace``)."""
-        return _dataclasses.replace(self, **changes)
+        return dataclasses.replace(self, **changes)
 
 
 #: Named presets. ``tiny`` exists for tests and smoke checks (seconds).
