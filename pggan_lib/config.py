@@ -26,9 +26,14 @@ DEFAULT_CLIP_SAMPLES = 16_384
 
 #: Root of the repository checkout (where ``data/`` and ``results/`` live).
 REPO_ROOT = Path(__file__).resolve().parent.parent
-#: Where the embedded default corpus and its dataset are built. Override with
+#: True when running from a source checkout rather than an installed wheel
+#: (in Colab, REPO_ROOT would be site-packages: no place for data).
+IN_CHECKOUT = (REPO_ROOT / "pyproject.toml").exists()
+#: Where the embedded default corpus and its dataset are built: ``data/`` in a
+#: checkout, else ``pggan_data/`` in the working directory. Override with
 #: ``PGGAN_DATA_DIR``.
-DATA_DIR = Path(os.environ.get("PGGAN_DATA_DIR", REPO_ROOT / "data"))
+DATA_DIR = Path(os.environ.get(
+    "PGGAN_DATA_DIR", REPO_ROOT / "data" if IN_CHECKOUT else Path.cwd() / "pggan_data"))
 DEMO_CORPUS_DIR = DATA_DIR / "demo_corpus"
 DEMO_DATASET_DIR = DATA_DIR / "demo_dataset"
 
