@@ -296,7 +296,168 @@ def _run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------- evaluate / classifiers (evaluation)
+# Section owned by the evaluation module's author: _add_evaluate_parser,
+# _add_classifiers_parser and their handlers.
+
+def _add_classifiers_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "classifiers",
+        help="train (or show) the per-scale classifiers that evaluation scores with",
+        description=(
+            "Train one classifier per progressive scale on the dataset's train split (it "
+            "tells clips apart by class, e.g. author), test it on the test split and save it "
+            "in DATA/classifiers/ (scale_<k>.keras + scale_<k>.json with accuracy and "
+            "confusion matrix). Saved classifiers made with the same recipe are reused."),
+        epilog="example:\n  pggan classifiers --data data/demo_dataset",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True, help="dataset folder")
+    parser.add_argument("--retrain", action="store_true",
+                        help="train again even when matching saved classifiers exist")
+    parser.set_defaults(handler=_run_classifiers)
+
+
+def _run_classifiers(args: argparse.Namespace) -> int:
+    _check_evaluation_dataset(args.data)
+    from pggan_lib import evaluation
+
+    try:
+        classifiers = evaluation.load_or_train_classifiers(args.data, retrain=args.retrain,
+                                                           progress=True)
+    except ValueError as error:
+        raise CommandError(str(error)) from error
+    names = next(iter(classifiers.values())).class_names
+    print(f"classes: {', '.join(names)}; saved in {args.data / evaluation.CLASSIFIER_DIR_NAME}")
+    return 0
+
+
+def _add_evaluate_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="score a run's generated audio per scale (IS, Fréchet distance, NDB, neighbours)",
+        description=(
+            "For every scale the run has trained: generate N clips, score them with the "
+            "scale's classifier (Inception Score; Fréchet distance on the classifier's "
+            "hidden features; NDB on log spectra; distance to the nearest training clip) and "
+            "put the same measures of the real test clips beside them. Writes RUN/metrics.json "
+            "and prints a table. Classifiers are trained on first use and saved with the "
+            "dataset."),
+        epilog="example:\n  pggan evaluate --run runs/quick --data data/demo_dataset",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, required=True, help="run folder made by `pggan train`")
+    parser.add_argument("--data", type=Path, required=True,
+                        help="the dataset the run was trained on")
+    parser.add_argument("--n", type=_positive_int, default=None,
+                        help="generated clips per scale (default: as many as the test split)")
+    parser.add_argument("--no-ema", action="store_true",
+                        help="evaluate only the raw generator (default: the EMA generator and, "
+                             "when a checkpoint exists, the raw one too)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the latent vectors")
+    parser.set_defaults(handler=_run_evaluate)
+
+
+def _check_evaluation_dataset(path: Path) -> None:
+    if not (path / "manifest.json").is_file():
+        raise CommandError(f"{path} is not a built dataset: {path / 'manifest.json'} not "
+                           f"found. Build one with `pggan dataset SOURCE {path}`")
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    if not args.run.is_dir():
+        raise CommandError(f"{args.run}: no such run folder")
+    if not (args.run / "config.json").is_file():
+        raise CommandError(f"{args.run}: not a run folder (no config.json)")
+    _check_evaluation_dataset(args.data)
+    from pggan_lib import evaluation
+
+    try:
+        metrics = evaluation.evaluate_run(args.run, args.data, n=args.n,
+                                          use_ema=(False,) if args.no_ema else (True, False),
+                                          seed=args.seed, progress=True)
+    except ValueError as error:
+        raise CommandError(str(error)) from error
+    print(evaluation.format_metrics_table(metrics))
+    print(f"pggan evaluate: wrote {args.run / evaluation.METRICS_FILE_NAME}")
+    return 0
+
+
 # ----------------------------------------------------------------------- main
+# ------------------------------------------------------------------ ablate (ablation)
+# Section owned by the ablation module's author: _add_ablate_parser and its handler.
+
+def _add_ablate_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "ablate",
+        help="run the report's activation x loss ablation grid (chapter 4)",
+        description=(
+            "Train every arm of the grid hidden activation {leaky, linear, report} x loss "
+            "{wgan-gp, report} (plus critic-output arms) for several seeds on the first "
+            "scales, with the same budget per arm; probe every checkpoint (sign bias, "
+            "saturation, activation magnitudes, spectral distance to real test clips) and "
+            "write OUT/runs/*.json, OUT/results.json (machine, wall time, summary, verdicts "
+            "on the report's claims) and PNG figures. Finished runs are skipped, so a "
+            "stopped grid resumes. A diverged (NaN) run is recorded and the grid goes on."),
+        epilog="example:\n  pggan ablate --data data/demo_dataset --out results/ablation "
+               "--seeds 3 --scales 3 --budget full",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True, help="dataset folder")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="results folder (small JSON + PNG; committed)")
+    parser.add_argument("--runs-dir", type=Path, default=None,
+                        help="scratch folder for the training runs (default: a temporary "
+                             "folder, deleted afterwards)")
+    parser.add_argument("--seeds", type=_positive_int, default=3,
+                        help="seeds per arm, 0 .. N-1 (default 3)")
+    parser.add_argument("--scales", type=_positive_int, default=3,
+                        help="scales trained per run, from the coarsest (default 3)")
+    parser.add_argument("--budget", default="full",
+                        help="steps per phase: full | quick | tiny (default full)")
+    parser.add_argument("--arms", nargs="*", default=None,
+                        help="only these arm names (default: the whole grid)")
+    parser.set_defaults(handler=_run_ablate)
+
+
+def _run_ablate(args: argparse.Namespace) -> int:
+    import shlex
+    import shutil
+    import tempfile
+
+    if not (args.data / "manifest.json").is_file():
+        raise CommandError(f"{args.data} is not a built dataset: {args.data / 'manifest.json'} "
+                           f"not found. Build one with `pggan dataset SOURCE {args.data}`")
+    from pggan_lib import ablation
+
+    if args.budget not in ablation.BUDGETS:
+        raise CommandError(f"unknown --budget {args.budget!r}; choose one of "
+                           f"{', '.join(ablation.BUDGETS)}")
+    arms = ablation.default_arms()
+    if args.arms:
+        unknown = sorted(set(args.arms) - {a.name for a in arms})
+        if unknown:
+            raise CommandError(f"unknown arm(s) {', '.join(unknown)}; arms: "
+                               f"{', '.join(a.name for a in arms)}")
+        arms = [a for a in arms if a.name in args.arms]
+    runs_dir = args.runs_dir or Path(tempfile.mkdtemp(prefix="pggan-ablate-"))
+    command = (f"pggan ablate --data {shlex.quote(str(args.data))} "
+               f"--out {shlex.quote(str(args.out))} --seeds {args.seeds} "
+               f"--scales {args.scales} --budget {args.budget}"
+               + (" --arms " + " ".join(args.arms) if args.arms else ""))
+    try:
+        results = ablation.run_grid(args.data, args.out, runs_dir, arms=arms,
+                                    seeds=range(args.seeds), budget=args.budget,
+                                    scales=args.scales, command=command)
+    except ValueError as error:
+        raise CommandError(str(error)) from error
+    finally:
+        if args.runs_dir is None:
+            shutil.rmtree(runs_dir, ignore_errors=True)
+    for verdict in results["verdicts"]:
+        print(f"({verdict['claim']}) {verdict['verdict']}: {verdict['statement']}")
+    print(f"pggan ablate: {len(results['runs'])} runs in {args.out} "
+          f"({results['meta']['grid_wall_s']:.0f} s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``pggan`` argument parser with all subcommands."""
     parser = argparse.ArgumentParser(
@@ -307,7 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers.required = True
     _add_corpus_parser(subparsers)
     _add_dataset_parser(subparsers)
-    for name in ("_add_train_parser", "_add_generate_parser"):
+    for name in ("_add_train_parser", "_add_generate_parser", "_add_evaluate_parser",
+                 "_add_classifiers_parser", "_add_ablate_parser"):
         adder = globals().get(name)
         if adder is not None:
             adder(subparsers)

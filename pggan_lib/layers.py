@@ -28,6 +28,7 @@ import math
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import ops
 
 __all__ = [
@@ -450,9 +451,18 @@ class PhaseShuffle(keras.layers.Layer):
     regularises the same way with more variety). Identity at inference
     (``training=False``) and when ``rad == 0``.
 
+    Replica-safe: the shifts are a stateless function of ``(seed, draws)``,
+    where ``draws`` is a non-trainable counter (saved with the weights, so a
+    resumed run continues the stream) that only the first replica advances.
+    Under a ``tf.distribute`` strategy every replica draws the shifts of the
+    *global* batch and keeps its strided share (examples ``r, r + n, ...``,
+    as ``training`` splits batches), so N devices shift exactly as one does.
+
     Args:
         rad: Largest shift in samples.
-        seed: Integer seed of the layer's ``keras.random.SeedGenerator``.
+        seed: Integer seed of the shift stream (None: drawn from NumPy's
+            global RNG, so ``keras.utils.set_random_seed`` fixes it; the drawn
+            value is stored in the config).
 
     Input/output shape: ``(batch, samples, channels)`` with ``samples > rad``.
 
@@ -464,18 +474,28 @@ class PhaseShuffle(keras.layers.Layer):
         if int(rad) < 0:
             raise ValueError(f"PhaseShuffle rad must be >= 0, got {rad}")
         self.rad = int(rad)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.seed = int(np.random.randint(2 ** 31 - 1)) if seed is None else int(seed)
+        # Created here (not in build) so it exists under the creator's strategy scope.
+        self.draws = self.add_weight(name="draws", shape=(), dtype="int32", trainable=False,
+                                     initializer="zeros", aggregation="only_first_replica")
+        self.built = True
 
     def call(self, inputs, training=False):
         if self.rad == 0 or not training:
             return inputs
-        samples = ops.shape(inputs)[1]
-        shifts = keras.random.randint((ops.shape(inputs)[0], 1), -self.rad, self.rad + 1,
-                                      seed=self.seed_generator, dtype="int32")
+        context = tf.distribute.get_replica_context()
+        replicas = 1 if context is None else context.num_replicas_in_sync
+        batch, samples = ops.shape(inputs)[0], ops.shape(inputs)[1]
+        seed = tf.stack([tf.constant(self.seed, tf.int32), tf.identity(self.draws.value)])
+        shifts = tf.random.stateless_uniform((batch * replicas,), seed, minval=-self.rad,
+                                             maxval=self.rad + 1, dtype=tf.int32)
+        if replicas > 1:
+            shifts = shifts[context.replica_id_in_sync_group::replicas]
+        with tf.control_dependencies([shifts]):
+            self.draws.assign_add(1)
         padded = ops.pad(inputs, ((0, 0), (self.rad, self.rad), (0, 0)), mode="reflect")
         # y[t] = padded[t + rad - n] = x[t - n]
-        index = ops.arange(samples, dtype="int32")[None, :] + self.rad - shifts   # (B, L)
+        index = ops.arange(samples, dtype="int32")[None, :] + self.rad - shifts[:, None]  # (B, L)
         return ops.take_along_axis(padded, index[:, :, None], axis=1)
 
     def compute_output_shape(self, input_shape):

@@ -89,11 +89,13 @@ def sample_interpolation_coefficients(batch_size, seed=None, dtype="float32"):
                                 dtype=dtype, seed=seed)
 
 
-def gradient_penalty(critic_fn: Callable, real, fake, seed=None):
+def gradient_penalty(critic_fn: Callable, real, fake, seed=None, epsilon=None):
     """WGAN-GP's penalty ``mean_i (||grad_x D(x_hat_i)||_2 - 1)^2`` (without lambda).
 
     ``x_hat = real + eps * (fake - real)`` with ``eps ~ U[0, 1]`` per example
-    (see :func:`sample_interpolation_coefficients`). The gradient norm is taken
+    (see :func:`sample_interpolation_coefficients`), or the coefficients given
+    as ``epsilon`` (a training step that draws them once for a global batch
+    shared by several replicas passes them in). The gradient norm is taken
     over all samples and channels of one example. The graph is kept
     differentiable (double backprop), so an outer ``tf.GradientTape`` over the
     critic's weights sees the penalty.
@@ -104,7 +106,10 @@ def gradient_penalty(critic_fn: Callable, real, fake, seed=None):
             ``lambda x: critic([x, labels], training=True)``.
         real: Real audio ``(batch, samples, channels)``.
         fake: Generated audio, same shape.
-        seed: ``keras.random.SeedGenerator``, int or None.
+        seed: ``keras.random.SeedGenerator``, int or None (unused when
+            ``epsilon`` is given).
+        epsilon: Optional interpolation coefficients, shape ``(batch,)`` or
+            broadcastable to ``real`` (e.g. ``(batch, 1, 1)``); None draws them.
 
     Returns:
         Scalar float32 tensor (multiply by ``gp_weight``, i.e. lambda).
@@ -113,7 +118,13 @@ def gradient_penalty(critic_fn: Callable, real, fake, seed=None):
     """
     real = ops.convert_to_tensor(real)
     fake = ops.cast(ops.convert_to_tensor(fake), real.dtype)
-    epsilon = sample_interpolation_coefficients(ops.shape(real)[0], seed=seed, dtype=real.dtype)
+    if epsilon is None:
+        epsilon = sample_interpolation_coefficients(ops.shape(real)[0], seed=seed,
+                                                    dtype=real.dtype)
+    else:
+        epsilon = ops.cast(ops.convert_to_tensor(epsilon), real.dtype)
+        if len(epsilon.shape) == 1:  # one coefficient per example -> (batch, 1, ..., 1)
+            epsilon = ops.reshape(epsilon, (-1,) + (1,) * (len(real.shape) - 1))
     interpolated = real + epsilon * (fake - real)
     with tf.GradientTape() as tape:
         tape.watch(interpolated)

@@ -287,7 +287,8 @@ class ProgressiveGenerator(_Progressive):
     Call args:
         inputs: ``z`` of shape ``(batch, latent_dim)``, or ``[z, labels]`` with
             int labels ``(batch,)`` when ``spec.num_classes > 0``.
-        training: Unused (kept for the Keras signature).
+        training: Falsy at inference: then, with ``fade_alpha == 1``, the
+            faded-out old path is skipped (it would be multiplied by 0).
 
     Returns:
         Audio ``(batch, spec.samples_at_scale(current_scale), 1)``.
@@ -330,6 +331,7 @@ class ProgressiveGenerator(_Progressive):
         self.output_activation = make_activation(spec.generator_output_activation,
                                                  alphas[-1], layer_name="output_act")
         self.wave_upsample = Upsample1D(num_taps=spec.fir_taps, name="wave_upsample")
+        self.wave_upsample.build((None, None, 1))  # the dummy calls below may skip it (alpha 1)
         self._build_all_scales()
 
     def _dummy_inputs(self, scale):
@@ -355,8 +357,16 @@ class ProgressiveGenerator(_Progressive):
         new = self._waveform(new_features, scale)
         if scale == 0:
             return new
-        old = self.wave_upsample(self._waveform(h, scale - 1))
-        return self.fade([old, new])
+
+        def faded():
+            old = self.wave_upsample(self._waveform(h, scale - 1))
+            return self.fade([old, new])
+
+        if training:
+            return faded()
+        # Inference after a finished fade (alpha = 1): the old path gets weight 0,
+        # so skip computing it. alpha is a variable: decided at run time, no retrace.
+        return ops.cond(ops.equal(self.fade.alpha, 1.0), lambda: new, faded)
 
     def _layers_for_scale(self, scale):
         layers = [layer for k in range(scale + 1) for layer in self.blocks[k]]

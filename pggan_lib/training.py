@@ -371,12 +371,10 @@ class ProgressiveGAN(keras.Model):
                 d_fake = self._criticize(fake, labels)
                 penalty = ops.zeros((), "float32")
                 if self.loss_fns.uses_penalty:
-                    # Interpolate here with the global-batch epsilon; x_hat
-                    # interpolated with itself is x_hat whatever gradient_penalty
-                    # draws, so the penalty is the same on 1 or N devices.
-                    x_hat = real + noise["epsilon"][i] * (fake - real)
+                    # The global batch's coefficients: same penalty on 1 or N devices.
                     penalty = losses.gradient_penalty(
-                        lambda x: self._criticize(x, labels), x_hat, x_hat, seed=0)
+                        lambda x: self._criticize(x, labels), real, fake,
+                        epsilon=noise["epsilon"][i])
                 d_loss = self.loss_fns.critic_loss(d_real, d_fake, penalty)
                 scaled = self.d_optimizer.scale_loss(d_loss * per_replica)
             d_grads = tape.gradient(scaled, self._scale_vars.critic)
@@ -1092,10 +1090,12 @@ def _generated_batches(run_dir, n, class_name, seed, scale, use_ema, batch_size)
     generator, info = load_generator(run_dir, use_ema=use_ema, scale=scale)
     labels = _labels_for(info, n, class_name)
     z = np.random.default_rng(seed).standard_normal((n, info["latent_dim"])).astype(np.float32)
+    # One graph (traced per batch shape) runs about twice as fast as eager calls.
+    generate = tf.function(lambda inputs: generator(inputs, training=False), autograph=False)
     for start in range(0, n, batch_size):
         stop = start + batch_size
         inputs = [z[start:stop], labels[start:stop]] if info["conditional"] else z[start:stop]
-        clips = ops.convert_to_numpy(generator(inputs, training=False))[..., 0]
+        clips = ops.convert_to_numpy(generate(inputs))[..., 0]
         yield start, clips.astype(np.float32), labels[start:stop], info
 
 

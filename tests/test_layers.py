@@ -190,6 +190,16 @@ def test_phase_shuffle_shifts_with_reflect_padding():
     assert seen == set(range(-rad, rad + 1))
 
 
+def test_phase_shuffle_stream_is_seeded_and_resumable():
+    x = np.arange(4 * 12, dtype="float32").reshape(4, 12, 1)
+    first, second = L.PhaseShuffle(2, seed=5), L.PhaseShuffle(2, seed=5)
+    outputs = [np.asarray(first(x, training=True)) for _ in range(3)]
+    assert int(first.draws.value) == 3                 # one draw per training call
+    assert not all(np.array_equal(outputs[0], o) for o in outputs[1:])
+    second.draws.assign(2)                            # e.g. restored from a checkpoint
+    np.testing.assert_array_equal(np.asarray(second(x, training=True)), outputs[2])
+
+
 # ------------------------------------------------------------------ activations
 
 def test_report_activation_values_and_derivative():

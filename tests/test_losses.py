@@ -50,6 +50,19 @@ def test_gradient_penalty_uses_the_interpolates():
     assert penalty == pytest.approx(np.mean((norms - 1.0) ** 2), rel=1e-4)
 
 
+@pytest.mark.parametrize("eps_shape", [(5,), (5, 1, 1)])
+def test_gradient_penalty_with_given_epsilon_uses_those_interpolates(eps_shape):
+    # D(x) = 0.5 ||x||^2 has gradient x: the penalty is a function of x_hat itself.
+    real = RNG.standard_normal((5, 4, 2)).astype("float32")
+    fake = RNG.standard_normal((5, 4, 2)).astype("float32")
+    eps = np.array([0.0, 0.25, 0.5, 0.9, 1.0], "float32")
+    penalty = float(Lo.gradient_penalty(lambda x: 0.5 * tf.reduce_sum(x ** 2, axis=(1, 2)),
+                                        real, fake, epsilon=eps.reshape(eps_shape)))
+    x_hat = real + eps[:, None, None] * (fake - real)
+    norms = np.linalg.norm(x_hat.reshape(5, -1), axis=1)
+    assert penalty == pytest.approx(np.mean((norms - 1.0) ** 2), rel=1e-5)
+
+
 def test_interpolation_coefficients_are_uniform_on_unit_interval():
     seed = keras.random.SeedGenerator(0)
     draws = np.concatenate([np.asarray(Lo.sample_interpolation_coefficients(2000, seed)).ravel()

@@ -251,8 +251,12 @@ MIRRORED_SCRIPT = textwrap.dedent("""
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from pggan_lib import training
     data_dir, out = sys.argv[1], sys.argv[2]
-    one = training.train(data_dir, out + "/one", preset="tiny", max_steps=7, progress=False)
+    # Phase shuffle on: its shifts must also split across replicas as one device draws them.
+    shuffle = {"phase_shuffle": 2}
+    one = training.train(data_dir, out + "/one", preset="tiny", max_steps=7, progress=False,
+                         overrides=shuffle)
     two = training.train(data_dir, out + "/two", preset="tiny", max_steps=7, progress=False,
+                         overrides=shuffle,
                          strategy=tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
     print("RESULT" + json.dumps({"one": one, "two": two}))
 """)

@@ -1,0 +1,229 @@
+"""Tests of pggan_lib.ablation: grid, metrics, probes, NaN arms, verdicts."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from pggan_lib import ablation, models, training
+from pggan_lib.ablation import Arm
+
+
+# ------------------------------------------------------------------ the grid
+def test_expand_grid_names_and_values():
+    arms = ablation.expand_grid(("leaky", "report"), ("wgan-gp", "report"),
+                                extra=(Arm("report", "report", "linear"),
+                                       Arm("leaky", "wgan-gp")))  # duplicate: dropped
+    assert [a.name for a in arms] == [
+        "act-leaky_loss-wgan-gp", "act-leaky_loss-report", "act-report_loss-wgan-gp",
+        "act-report_loss-report", "act-report_loss-report_out-linear"]
+    assert [(a.activation, a.loss) for a in arms[:4]] == [
+        ("leaky", "wgan-gp"), ("leaky", "report"), ("report", "wgan-gp"), ("report", "report")]
+    assert arms[2].effective_critic_output == "report"
+    assert arms[0].effective_critic_output == "linear"
+    assert arms[4].effective_critic_output == "linear"
+
+
+def test_default_arms_cover_the_full_grid():
+    arms = ablation.default_arms()
+    cells = {(a.activation, a.loss) for a in arms if a.critic_output is None}
+    assert cells == {(a, l) for a in ("leaky", "linear", "report") for l in ("wgan-gp", "report")}
+    assert len({a.name for a in arms}) == len(arms) == 7
+
+
+def test_budget_trains_only_the_first_scales():
+    budget = ablation.AblationBudget("t", stable_steps=(5, 6, 7), fade_steps=(2, 3))
+    preset = budget.preset(scales=3, num_scales=7)
+    assert preset.stable_steps == (5, 6, 7, 0, 0, 0, 0)
+    assert preset.fade_steps == (0, 2, 3, 0, 0, 0, 0)
+    schedule = training.make_schedule(preset, 7)
+    assert [(p.scale, p.kind, p.steps) for p in schedule] == [
+        (0, "stable", 5), (1, "fade", 2), (1, "stable", 6), (2, "fade", 3), (2, "stable", 7)]
+    with pytest.raises(ValueError, match="scales must be in"):
+        budget.preset(scales=8, num_scales=7)
+
+
+# ------------------------------------------------------------------ metrics
+def test_sign_bias_and_saturation_of_known_arrays():
+    clips = np.array([[1.0, 1.0, -1.0, 1.0], [-0.5, -0.5, -0.5, 0.5]])
+    bias = ablation.sign_bias(clips)
+    assert bias["mean"] == pytest.approx(1.0 / 8)
+    assert bias["fraction_positive"] == pytest.approx(4 / 8)
+    # clip means 0.5 and -0.25 -> mean of |.| = 0.375
+    assert bias["mean_abs_clip_mean"] == pytest.approx(0.375)
+    assert ablation.saturation_fraction(clips) == pytest.approx(0.5)  # the four +-1.0
+    assert ablation.saturation_fraction(np.array([0.995, -1.0, 0.5, 0.0])) == pytest.approx(0.5)
+    metrics = ablation.audio_bias_metrics(np.array([[np.nan, 1.0, 1.0, 1.0]]))
+    assert metrics["finite"] == pytest.approx(0.75)
+    assert metrics["saturated"] == pytest.approx(0.75)  # the NaN counts as 0
+
+
+def test_audio_bias_metrics_counts_full_scale_as_saturated():
+    metrics = ablation.audio_bias_metrics(np.array([[np.nan, 1.0, 1.0, 0.0]]))
+    assert metrics["saturated"] == pytest.approx(0.5)
+
+
+def test_spectral_distance_zero_for_identical_and_6db_for_double_amplitude():
+    rng = np.random.default_rng(0)
+    real = rng.standard_normal((8, 256)).astype(np.float32) * 0.1
+    assert ablation.spectral_distance(real, real) == pytest.approx(0.0, abs=1e-12)
+    assert ablation.spectral_distance(2 * real, real) == pytest.approx(20 * np.log10(2), rel=1e-6)
+    tone = np.sin(2 * np.pi * 0.1 * np.arange(256))[None].repeat(8, 0)
+    assert ablation.spectral_distance(tone, real) > 5.0
+    with pytest.raises(ValueError, match="clip lengths differ"):
+        ablation.spectral_distance(real, real[:, :128])
+
+
+# ------------------------------------------------------------------ probes
+def _tiny_spec(activation="report"):
+    return models.ModelSpec(num_scales=2, clip_samples=64, latent_dim=4, channels=(4, 4),
+                            kernel_size=3, activation=activation, minibatch_group_size=2,
+                            phase_shuffle=0, fir_taps=9)
+
+
+@pytest.mark.parametrize("activation", ["report", "leaky"])
+def test_probes_follow_the_models_forward_pass(activation):
+    keras.utils.set_random_seed(1)
+    spec = _tiny_spec(activation)
+    generator, critic = models.build_generator(spec), models.build_critic(spec)
+    for model in (generator, critic):
+        model.set_scale(1)
+        model.set_alpha(1.0)
+    z = np.random.default_rng(0).standard_normal((4, 4)).astype(np.float32)
+    records, wave = ablation.probe_generator(generator, z)
+    np.testing.assert_allclose(wave, keras.ops.convert_to_numpy(generator(z)), atol=1e-5)
+    assert set(records) == {"g0", "g1", "output"}
+    assert records["output"]["max_abs"] == pytest.approx(np.abs(wave).max(), rel=1e-5)
+    assert 0 < records["g1"]["mean_abs"] <= records["g1"]["max_abs"]
+    c_records, scores = ablation.probe_critic(critic, wave)
+    np.testing.assert_allclose(scores, keras.ops.convert_to_numpy(critic(wave)), atol=1e-5)
+    assert set(c_records) == {"from_wave", "d1", "final", "score"}
+
+
+def test_loss_output_gradients_match_the_derivation():
+    grads = ablation.loss_output_gradients([0.0, 1.0], [1.0, 0.0])  # s = +1, then s = -1
+    report, wgan = grads["report"], grads["wgan-gp"]
+    np.testing.assert_allclose(report["critic_d_real"], [1.0001, -0.9999], rtol=1e-6)
+    np.testing.assert_allclose(report["critic_d_fake"], [1.000999, -0.999001], rtol=1e-6)
+    np.testing.assert_allclose(report["generator_d_fake"], [2.0001, -1.9999], rtol=1e-6)
+    np.testing.assert_allclose(wgan["critic_d_real"], [-1, -1], rtol=1e-6)
+    np.testing.assert_allclose(wgan["critic_d_fake"], [1, 1], rtol=1e-6)
+    np.testing.assert_allclose(wgan["generator_d_fake"], [-1, -1], rtol=1e-6)
+
+
+def test_critic_step_effect_restores_weights_and_wgan_step_lowers_the_gap():
+    keras.utils.set_random_seed(2)
+    spec = _tiny_spec("leaky")
+    spec = models.ModelSpec(**{**spec.to_dict(), "critic_output_activation": "linear"})
+    critic = models.build_critic(spec)
+    critic.set_scale(1)
+    before = [v.numpy().copy() for v in critic.variables]
+    rng = np.random.default_rng(3)
+    real = rng.standard_normal((4, 64, 1)).astype(np.float32) * 0.3
+    fake = rng.standard_normal((4, 64, 1)).astype(np.float32)
+    effect = ablation.critic_step_effect(critic, real, fake, "wgan-gp", learning_rate=1e-3)
+    for v, b in zip(critic.variables, before):
+        np.testing.assert_array_equal(v.numpy(), b)
+    # WGAN's critic step lowers D(G(z)) - D(x) (on average over the batch).
+    assert np.mean(effect["gap_after"] - effect["gap_before"]) < 0
+
+
+# ------------------------------------------------------------------ NaN arms
+def test_a_diverging_arm_is_recorded_and_the_grid_goes_on(tmp_path, tiny_dataset):
+    budget = ablation.AblationBudget("nan", base_preset="tiny", stable_steps=(3, 3),
+                                     fade_steps=(2,), probe_every=2, num_probe_clips=4,
+                                     learning_rate=1e30)
+    arms = [Arm("linear", "wgan-gp"), Arm("report", "report")]
+    results = ablation.run_grid(tiny_dataset, tmp_path / "out", tmp_path / "runs", arms=arms,
+                                seeds=[0], budget=budget, scales=2, progress=False,
+                                figures=False)
+    assert [r["arm"] for r in results["runs"]] == [a.name for a in arms]
+    first = results["runs"][0]
+    assert first["diverged"] is True and first["diverged_step"] >= 1
+    assert first["steps"] == first["diverged_step"]
+    assert results["summary"][arms[0].name]["diverged"] == 1
+    stored = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert stored["meta"]["arms"] == [a.name for a in arms]
+    # A second call finds both runs and trains nothing.
+    again = ablation.run_grid(tiny_dataset, tmp_path / "out", tmp_path / "runs", arms=arms,
+                              seeds=[0], budget=budget, scales=2, progress=False, figures=False)
+    assert len(again["runs"]) == 2
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    """A 2-scale dataset of noisy tones in two classes (seconds to build)."""
+    from pggan_lib import audio, data
+
+    root = tmp_path_factory.mktemp("ablation_data")
+    rng = np.random.default_rng(0)
+    for cls, freq in (("low", 110.0), ("high", 440.0)):
+        for i in range(3):
+            t = np.arange(16000 * 2) / 16000
+            x = 0.3 * np.sin(2 * np.pi * freq * (1 + 0.1 * i) * t) + 0.01 * rng.standard_normal(t.size)
+            audio.save_audio(root / "src" / cls / f"{cls}{i}.wav", x.astype(np.float32), 16000)
+    data.build_dataset(root / "src", root / "ds", clip_samples=512, num_scales=2,
+                       test_fraction=0.34, progress=False)
+    return root / "ds"
+
+
+# ------------------------------------------------------------------ verdicts
+def _fake_run(arm, seed, clip_mean, saturated, diverged=False, deltas=(3, 2, 1),
+              distances=(30, 20, 10), widened=(1.0, 1.0)):
+    steps = [10, 20, 30]
+    curve = np.interp(np.arange(1, 31), steps, deltas)
+    probes = [{"step": s, "scale": 2, "spectral_distance": d,
+               "generator": {"g2": {"mean_abs": 1.0, "max_abs": 5.0 + seed}},
+               "audio": {"mean": clip_mean, "fraction_positive": 0.5,
+                         "mean_abs_clip_mean": clip_mean, "saturated": saturated}}
+              for s, d in zip(steps, distances)]
+    return {"arm": arm.name, "activation": arm.activation, "loss": arm.loss,
+            "critic_output": arm.effective_critic_output, "label": arm.label, "seed": seed,
+            "diverged": diverged, "diverged_step": 15 if diverged else None, "steps": 30,
+            "zero_gap_steps": 0,
+            "history": {"step": list(range(1, 31)), "delta": list(curve),
+                        "d_real": [0.0] * 30, "d_fake": list(curve)},
+            "probes": probes, "final": probes[-1],
+            "step_effect": {"report": {"ties": 0,
+                                       "fake_above": {"count": 4, "fraction_widened": widened[0],
+                                                      "mean_abs_gap_change": 0.01,
+                                                      "mean_abs_level_change": 1.0},
+                                       "fake_below": {"count": 4, "fraction_widened": widened[1],
+                                                      "mean_abs_gap_change": 0.01,
+                                                      "mean_abs_level_change": 1.0}}}}
+
+
+def test_verdicts_on_constructed_results():
+    runs = []
+    for seed in range(3):
+        for loss in ("wgan-gp", "report"):
+            trend = dict(deltas=(3 + seed, 2 + seed, 1 + seed),
+                         distances=(30 + seed, 20 + seed, 10 + seed))
+            runs.append(_fake_run(Arm("leaky", loss), seed, 0.5 + 0.01 * seed, 0.3, **trend))
+            runs.append(_fake_run(Arm("report", loss), seed, 0.05 + 0.01 * seed, 0.0, **trend))
+            runs.append(_fake_run(Arm("linear", loss), seed, 0.1, 0.0, diverged=seed == 0,
+                                  **trend))
+    verdicts = {v["claim"]: v for v in ablation.compute_verdicts(runs)}
+    assert verdicts["a"]["verdict"] == "reproduced"
+    assert verdicts["a"]["numbers"]["report_level_over_gap"]["mean"] == pytest.approx(100.0)
+    assert verdicts["b"]["verdict"] == "partly"
+    assert verdicts["c"]["verdict"] == "reproduced"
+    assert verdicts["d"]["verdict"] == "reproduced"
+    assert verdicts["d"]["numbers"]["linear"]["diverged"] == 2
+    assert verdicts["e"]["verdict"] == "reproduced"  # Delta and distance fall together
+
+    # Bias not separated, no NaN anywhere, Delta rising while distance falls, critic
+    # step narrowing: every claim fails.
+    runs = []
+    for seed in range(3):
+        for loss in ("wgan-gp", "report"):
+            for act in ("leaky", "report", "linear"):
+                runs.append(_fake_run(Arm(act, loss), seed, 0.1 + 0.05 * seed, 0.0,
+                                      deltas=(1, 2, 3 + seed), distances=(30, 20, 10 - seed),
+                                      widened=(0.0, 1.0)))
+    verdicts = {v["claim"]: v for v in ablation.compute_verdicts(runs)}
+    assert verdicts["a"]["verdict"] == "partly"
+    assert verdicts["c"]["verdict"] == "not reproduced"
+    assert verdicts["d"]["verdict"] == "not reproduced"
+    assert verdicts["e"]["verdict"] == "not reproduced"
