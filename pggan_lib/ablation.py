@@ -745,11 +745,11 @@ def run_grid(data_dir, out_dir, runs_dir, arms: Optional[Sequence[Arm]] = None,
             if progress:
                 status = (f"DIVERGED at step {result['diverged_step']}" if result["diverged"]
                           else "ok")
-                final = result["final"] or {}
+                distance = (result["final"] or {}).get("spectral_distance")
+                distance_text = "n/a" if distance is None else f"{distance:.2f} dB"
                 print(f"[{done}/{total}] {arm.name} seed {seed}: {status}, "
                       f"{result['steps']} steps, {result['wall_s']:.0f} s, spectral distance "
-                      f"{final.get('spectral_distance')}, total "
-                      f"{time.monotonic() - start:.0f} s", flush=True)
+                      f"{distance_text}, total {time.monotonic() - start:.0f} s", flush=True)
     results = load_results(out_dir, arms=arms, seeds=seeds, budget=budget.name, scales=scales)
     previous = {}
     if (out_dir / "results.json").is_file():
