@@ -24,7 +24,6 @@ Notebook: chapters/04_activation_and_loss.ipynb
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -33,7 +32,6 @@ import platform
 import time
 from pathlib import Path
 from typing import Optional, Sequence
-from unittest import mock
 
 import keras
 import numpy as np
@@ -527,28 +525,6 @@ def _downsample_history(history: dict, points: int = 200) -> dict:
     return out
 
 
-@contextlib.contextmanager
-def _training_patches(critic_output: Optional[str]):
-    """Keep every checkpoint and, optionally, force the critic's output activation.
-
-    ``training.train`` keeps the newest 3 checkpoints and picks the critic
-    output from the hidden activation; the grid needs all of them (to probe
-    the run's history) and arms with another output. Both are changed for the
-    duration of one run only.
-    """
-    original_spec_for = training.model_spec_for
-
-    def spec_for(*args, **kwargs):
-        spec = original_spec_for(*args, **kwargs)
-        if critic_output:
-            spec = dataclasses.replace(spec, critic_output_activation=critic_output)
-        return spec
-
-    with mock.patch.object(training, "_prune_checkpoints", lambda *a, **k: None), \
-            mock.patch.object(training, "model_spec_for", spec_for):
-        yield
-
-
 def _load_group(model, path, group):
     with np.load(path) as arrays:
         meta = json.loads(arrays["__meta__"].tobytes().decode())
@@ -633,13 +609,14 @@ def run_arm(data_dir, run_dir, arm: Arm, seed: int, budget: AblationBudget, scal
     start = time.monotonic()
     diverged, diverged_step, diverged_scale = False, None, None
     keras.backend.clear_session()
-    with _training_patches(arm.critic_output):
-        try:
-            history = training.train(data_dir, run_dir, preset=preset, loss=arm.loss,
-                                     activation=arm.activation, seed=seed, progress=progress)
-        except training.TrainingDiverged as error:
-            diverged, diverged_step, diverged_scale = True, int(error.step), int(error.scale)
-            history = error.history
+    try:
+        # Every checkpoint is kept: the probes replay the run's history from them.
+        history = training.train(data_dir, run_dir, preset=preset, loss=arm.loss,
+                                 activation=arm.activation, seed=seed, progress=progress,
+                                 critic_output=arm.critic_output, keep_checkpoints=None)
+    except training.TrainingDiverged as error:
+        diverged, diverged_step, diverged_scale = True, int(error.step), int(error.scale)
+        history = error.history
     train_s = time.monotonic() - start
     probes, effect, info = _probe_run(run_dir, data_dir, budget.num_probe_clips, seed,
                                       real_cache)

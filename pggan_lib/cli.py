@@ -10,6 +10,7 @@ Notebook: chapters/05_training_on_gpu.ipynb
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -476,6 +477,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its C++ start-up lines silenced.
+
+    TensorFlow prints a line about oneDNN (and, in GPU builds, CUDA probing) to
+    file descriptor 2 before its own logging starts, so ``TF_CPP_MIN_LOG_LEVEL``
+    cannot hide it. Errors still surface: they are Python exceptions.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved_stderr = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved_stderr, 2)
+        os.close(saved_stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``pggan`` command line.
 
@@ -488,6 +509,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command != "corpus":
+            _import_tensorflow_quietly()
         return args.handler(args)
     except CommandError as error:
         print(f"pggan {args.command}: error: {error}", file=sys.stderr)

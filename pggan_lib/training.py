@@ -178,7 +178,8 @@ def fade_alpha(phase: Phase, step_in_phase: int) -> float:
     return min(1.0, max(0.0, step_in_phase / (phase.steps - 1)))
 
 
-def model_spec_for(preset: Preset, manifest: dict, activation=None, conditional=False):
+def model_spec_for(preset: Preset, manifest: dict, activation=None, conditional=False,
+                   critic_output=None):
     """The :class:`models.ModelSpec` of a preset trained on a dataset.
 
     The data's shape (scales, clip length, classes) comes from the manifest;
@@ -189,6 +190,9 @@ def model_spec_for(preset: Preset, manifest: dict, activation=None, conditional=
         manifest: ``data.read_manifest(dataset_dir)``.
         activation: Hidden activation name (None: the preset's).
         conditional: Condition both players on the class label.
+        critic_output: The critic's output activation, ``"linear"`` or
+            ``"report"`` (None: the report's with the report's hidden
+            activation, else linear).
 
     Returns:
         A ``models.ModelSpec``.
@@ -209,7 +213,8 @@ def model_spec_for(preset: Preset, manifest: dict, activation=None, conditional=
     )
     # "report" selects the report's scheme: f(x) = tanh(x) + x/alpha in the hidden
     # layers *and* at the critic's output; the others keep PGGAN's linear output.
-    wanted["critic_output_activation"] = "report" if wanted["activation"] == "report" else "linear"
+    wanted["critic_output_activation"] = critic_output or (
+        "report" if wanted["activation"] == "report" else "linear")
     # Only pass what this ModelSpec knows; other fields keep the model's defaults.
     known = {f.name for f in dataclasses.fields(models.ModelSpec)}
     return models.ModelSpec(**{k: v for k, v in wanted.items() if k in known})
@@ -719,19 +724,22 @@ def _make_step_function(gan: ProgressiveGAN, strategy, global_batch, jit_compile
     return step
 
 
-def _resolve_options(run_dir, resume, preset, loss, activation, conditional, seed):
+def _resolve_options(run_dir, resume, preset, loss, activation, conditional, seed,
+                     critic_output=None):
     """Options of a fresh run, or those stored in a resumed run's config.json."""
     if not resume:
         preset = get_preset("quick" if preset is None else preset)
         return dict(preset=preset, loss=loss or preset.loss,
                     activation=activation or preset.activation,
-                    conditional=bool(conditional), seed=0 if seed is None else int(seed))
+                    conditional=bool(conditional), seed=0 if seed is None else int(seed),
+                    critic_output=critic_output)
     stored = json.loads((Path(run_dir) / "config.json").read_text())
     options = dict(preset=Preset(**stored["preset"]), loss=stored["loss"],
                    activation=stored["activation"], conditional=stored["conditional"],
-                   seed=stored["seed"])
+                   seed=stored["seed"], critic_output=stored.get("critic_output"))
     asked = dict(preset=None if preset is None else get_preset(preset).name, loss=loss,
-                 activation=activation, conditional=conditional, seed=seed)
+                 activation=activation, conditional=conditional, seed=seed,
+                 critic_output=critic_output)
     for name, value in asked.items():
         have = options[name].name if name == "preset" else options[name]
         if value is not None and value != have and not (name == "conditional" and not value):
@@ -768,7 +776,8 @@ def _save_generator(gan, run_dir, phase, global_step):
 
 def train(data_dir, run_dir, preset=None, resume=False, loss=None, activation=None,
           conditional=None, seed=None, max_minutes=None, max_steps=None, strategy=None,
-          overrides=None, progress=True) -> dict:
+          overrides=None, progress=True, critic_output=None,
+          keep_checkpoints=_KEEP_CHECKPOINTS) -> dict:
     """Train a progressive GAN on a built dataset, scale by scale.
 
     Phases: scale 0 stable, then for each finer scale a fade-in (alpha 0 -> 1
@@ -802,6 +811,10 @@ def train(data_dir, run_dir, preset=None, resume=False, loss=None, activation=No
         strategy: A ``tf.distribute.Strategy`` (default: the current one).
         overrides: Dict of :class:`Preset` fields to change (fresh runs only).
         progress: Show a tqdm progress bar.
+        critic_output: The critic's output activation, ``"linear"`` or
+            ``"report"`` (default: follows ``activation``, see :func:`model_spec_for`).
+        keep_checkpoints: How many of the newest checkpoints to keep (None: all,
+            e.g. to study a run's history afterwards).
 
     Returns:
         The run's history (:func:`read_history`): dict of columns, one entry per
@@ -829,7 +842,8 @@ def train(data_dir, run_dir, preset=None, resume=False, loss=None, activation=No
     elif run_dir.exists() and any(run_dir.iterdir()):
         raise RunError(f"{run_dir} already exists; pass --resume to continue that run, or "
                        f"give a new folder")
-    options = _resolve_options(run_dir, resume, preset, loss, activation, conditional, seed)
+    options = _resolve_options(run_dir, resume, preset, loss, activation, conditional, seed,
+                               critic_output)
     preset = options["preset"]
     if overrides:
         if resume:
@@ -859,7 +873,8 @@ def train(data_dir, run_dir, preset=None, resume=False, loss=None, activation=No
             raise RunError(f"batch size {phase.batch_size} (scale {phase.scale}) is not "
                            f"divisible by the {replicas} replicas of the strategy")
 
-    spec = model_spec_for(preset, manifest, options["activation"], options["conditional"])
+    spec = model_spec_for(preset, manifest, options["activation"], options["conditional"],
+                          options["critic_output"])
     gan = build_gan(spec, preset, options["loss"], options["seed"], strategy)
     sample_rate = int(manifest["sample_rate"])
     history_path = run_dir / "history.csv"
@@ -878,7 +893,7 @@ def train(data_dir, run_dir, preset=None, resume=False, loss=None, activation=No
             "preset": dataclasses.asdict(preset), "model_spec": spec.to_dict(),
             "loss": options["loss"], "activation": options["activation"],
             "conditional": options["conditional"], "seed": options["seed"],
-            "data_dir": str(data_dir), "strategy_replicas": replicas,
+            "critic_output": options["critic_output"], "data_dir": str(data_dir), "strategy_replicas": replicas,
             "dataset": {k: manifest.get(k) for k in ("sample_rate", "clip_samples",
                                                      "num_scales", "class_names", "splits")},
             "schedule": [dataclasses.asdict(p) for p in schedule],
@@ -909,7 +924,8 @@ def train(data_dir, run_dir, preset=None, resume=False, loss=None, activation=No
         save_checkpoint(gan, run_dir / "checkpoints" / f"ckpt-{global_step:08d}.npz",
                         {"global_step": global_step, "elapsed_s": time.monotonic() - start,
                          "scale": phase.scale, "phase": phase.index, "alpha": alpha})
-        _prune_checkpoints(run_dir)
+        if keep_checkpoints is not None:
+            _prune_checkpoints(run_dir, keep_checkpoints)
 
     try:
         for phase in schedule:

@@ -160,6 +160,21 @@ def test_run_folder_contents(straight_run):
     assert not list((run / "checkpoints").glob(".*"))  # no temp files left
 
 
+def test_critic_output_and_kept_checkpoints_are_options(tiny_dataset, straight_run, tmp_path):
+    straight, _ = straight_run
+    assert len(list((straight / "checkpoints").glob("ckpt-*.npz"))) == 3  # the default keeps 3
+    run = tmp_path / "run"
+    training.train(tiny_dataset, run, preset="tiny", activation="leaky",
+                   critic_output="report", keep_checkpoints=None, max_steps=8, progress=False)
+    config_json = json.loads((run / "config.json").read_text())
+    assert config_json["critic_output"] == "report"
+    assert config_json["model_spec"]["activation"] == "leaky"
+    assert config_json["model_spec"]["critic_output_activation"] == "report"
+    # tiny: checkpoint every 3 steps and at phase ends, from step 0; none pruned.
+    steps = sorted(int(p.stem.split("-")[1]) for p in (run / "checkpoints").glob("ckpt-*.npz"))
+    assert steps[0] == 0 and steps[-1] == 8 and len(steps) >= 4
+
+
 def test_generate_audio_at_finest_trained_scale(straight_run):
     run, _ = straight_run
     clips, rate, labels = training.generate_audio(run, 3, seed=1)
