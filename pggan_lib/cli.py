@@ -192,6 +192,10 @@ def _add_train_parser(subparsers) -> None:
     parser.add_argument("--max-minutes", type=_positive_float, default=None,
                         help="stop cleanly after this many minutes (resume later)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--evaluate", action="store_true",
+                        help="at the end of every stable phase, score the EMA generator at "
+                             "that scale (IS, Frechet distance, NDB, nearest neighbours; see "
+                             "`pggan evaluate`) into RUN/metrics_by_phase.json")
     parser.set_defaults(handler=_run_train)
 
 
@@ -223,11 +227,20 @@ def _run_train(args: argparse.Namespace) -> int:
 
     from pggan_lib import training
 
+    on_phase_end = None
+    if args.evaluate:
+        from pggan_lib import evaluation
+
+        def on_phase_end(run_dir, phase):
+            if phase.kind == "stable":
+                evaluation.record_phase_metrics(run_dir, args.data, phase.scale, phase.index)
+
     try:
         history = training.train(
             args.data, args.out, preset=args.preset, resume=args.resume, loss=args.loss,
             activation=args.activation, conditional=args.conditional or None, seed=args.seed,
-            max_minutes=args.max_minutes, progress=not args.no_progress)
+            max_minutes=args.max_minutes, progress=not args.no_progress,
+            on_phase_end=on_phase_end)
     except training.TrainingDiverged as error:
         print(f"pggan train: {error}", file=sys.stderr)
         return 1

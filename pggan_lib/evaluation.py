@@ -70,6 +70,8 @@ __all__ = [
     "real_reference",
     "evaluate_clips",
     "evaluate_run",
+    "record_phase_metrics",
+    "PHASE_METRICS_FILE_NAME",
     "format_metrics_table",
 ]
 
@@ -77,6 +79,8 @@ __all__ = [
 CLASSIFIER_DIR_NAME = "classifiers"
 #: File written into a run folder by :func:`evaluate_run`.
 METRICS_FILE_NAME = "metrics.json"
+#: File in a run folder with the metrics of each scale as training left it.
+PHASE_METRICS_FILE_NAME = "metrics_by_phase.json"
 
 _FLOOR_POWER = 1e-10  # -100 dB: the log of silence stays finite
 
@@ -981,6 +985,43 @@ def evaluate_run(run_dir: str | os.PathLike, dataset_dir: str | os.PathLike,
     if write:
         (run_dir / METRICS_FILE_NAME).write_text(json.dumps(result, indent=1))
     return result
+
+
+def record_phase_metrics(run_dir: str | os.PathLike, dataset_dir: str | os.PathLike,
+                         scale: int, phase_index: int, n: int | None = None,
+                         seed: int = 0) -> dict[str, Any]:
+    """Evaluate the EMA generator of a run at ``scale`` as it is now; keep it by phase.
+
+    Meant to run at a phase end (``training.train(on_phase_end=...)``, ``pggan
+    train --evaluate``): :func:`evaluate_run` scores a coarse scale with the
+    *final* weights, this keeps the scores each scale had when training left it.
+    The entry of a phase is overwritten when the phase is reported again (a
+    resumed run), so the file never holds duplicates.
+
+    Args:
+        run_dir: Run folder; its ``generator.keras`` is evaluated.
+        dataset_dir: The run's dataset.
+        scale: Scale the phase trained.
+        phase_index: Index of the phase in the schedule (the key of the entry).
+        n: Generated clips (default: the test split's size).
+        seed: Seed of the latents and of NDB's k-means.
+
+    Returns:
+        The phase's entry: ``phase``, ``scale``, and the per-scale dict of
+        :func:`evaluate_run` (``real`` references and ``ema`` scores).
+
+    Notebook: chapters/06_evaluation.ipynb
+    """
+    metrics = evaluate_run(run_dir, dataset_dir, n=n, use_ema=(True,), seed=seed,
+                           scales=[scale], write=False)
+    entry = {"phase": int(phase_index), "scale": int(scale), **metrics["scales"][str(scale)]}
+    path = Path(run_dir) / PHASE_METRICS_FILE_NAME
+    recorded = json.loads(path.read_text()) if path.is_file() else {}
+    recorded[str(phase_index)] = entry
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(recorded, indent=1))
+    os.replace(temporary, path)
+    return entry
 
 
 def format_metrics_table(metrics: dict[str, Any]) -> str:

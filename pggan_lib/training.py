@@ -777,7 +777,7 @@ def _save_generator(gan, run_dir, phase, global_step):
 def train(data_dir, run_dir, preset=None, resume=False, loss=None, activation=None,
           conditional=None, seed=None, max_minutes=None, max_steps=None, strategy=None,
           overrides=None, progress=True, critic_output=None,
-          keep_checkpoints=_KEEP_CHECKPOINTS) -> dict:
+          keep_checkpoints=_KEEP_CHECKPOINTS, on_phase_end=None) -> dict:
     """Train a progressive GAN on a built dataset, scale by scale.
 
     Phases: scale 0 stable, then for each finer scale a fade-in (alpha 0 -> 1
@@ -815,6 +815,11 @@ def train(data_dir, run_dir, preset=None, resume=False, loss=None, activation=No
             ``"report"`` (default: follows ``activation``, see :func:`model_spec_for`).
         keep_checkpoints: How many of the newest checkpoints to keep (None: all,
             e.g. to study a run's history afterwards).
+        on_phase_end: Called as ``on_phase_end(run_dir, phase)`` after each
+            phase's checkpoint, when ``generator.keras`` holds the EMA generator
+            as that phase left it (e.g. to evaluate it; ``pggan train
+            --evaluate``). A phase cut short by a kill is reported again on
+            resume, so the callback should overwrite, not append.
 
     Returns:
         The run's history (:func:`read_history`): dict of columns, one entry per
@@ -990,6 +995,8 @@ def train(data_dir, run_dir, preset=None, resume=False, loss=None, activation=No
                 if (phase_end or global_step % preset.checkpoint_every == 0 or out_of_time
                         or stop_here):
                     checkpoint_now(phase, alpha)
+                if phase_end and on_phase_end is not None:
+                    on_phase_end(run_dir, phase)
                 if stop_here:
                     return read_history(run_dir)
                 if out_of_time:

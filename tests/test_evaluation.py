@@ -237,3 +237,20 @@ def test_pggan_evaluate_end_to_end(tone_dataset, tiny_run, tmp_path, capsys):
         code = cli.main(["evaluate"] + [str(a) for a in argv])
         err = capsys.readouterr().err
         assert code == 2 and message in err, (argv, err)
+
+
+def test_train_evaluate_records_each_stable_phase_once(tone_dataset, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli.main(["train", "--data", str(tone_dataset), "--out", str(run), "--preset", "tiny",
+                     "--no-progress", "--evaluate"]) == 0
+    recorded = json.loads((run / evaluation.PHASE_METRICS_FILE_NAME).read_text())
+    # tiny on 3 scales: phases stable 0, fade 1, stable 1, fade 2, stable 2.
+    assert sorted(recorded) == ["0", "2", "4"]
+    assert [recorded[k]["scale"] for k in ("0", "2", "4")] == [0, 1, 2]
+    for entry in recorded.values():
+        assert 1.0 <= entry["ema"]["inception_score"] <= 2.0 + 1e-6  # two classes
+        assert entry["ema"]["frechet_distance"] >= 0.0
+    # Reporting a phase again (as a resumed run does) overwrites its entry.
+    evaluation.record_phase_metrics(run, tone_dataset, scale=2, phase_index=4)
+    assert sorted(json.loads((run / evaluation.PHASE_METRICS_FILE_NAME).read_text())) == \
+        ["0", "2", "4"]
