@@ -227,20 +227,18 @@ def _run_train(args: argparse.Namespace) -> int:
 
     from pggan_lib import training
 
-    on_phase_end = None
-    if args.evaluate:
+    def evaluate_stable_phase(run_dir, phase):
         from pggan_lib import evaluation
 
-        def on_phase_end(run_dir, phase):
-            if phase.kind == "stable":
-                evaluation.record_phase_metrics(run_dir, args.data, phase.scale, phase.index)
+        if phase.kind == "stable":
+            evaluation.record_phase_metrics(run_dir, args.data, phase.scale, phase.index)
 
     try:
         history = training.train(
             args.data, args.out, preset=args.preset, resume=args.resume, loss=args.loss,
             activation=args.activation, conditional=args.conditional or None, seed=args.seed,
             max_minutes=args.max_minutes, progress=not args.no_progress,
-            on_phase_end=on_phase_end)
+            on_phase_end=evaluate_stable_phase if args.evaluate else None)
     except training.TrainingDiverged as error:
         print(f"pggan train: {error}", file=sys.stderr)
         return 1

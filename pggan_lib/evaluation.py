@@ -417,8 +417,6 @@ def train_classifier(dataset_dir: str | os.PathLike, scale: int,
 
     Notebook: chapters/06_evaluation.ipynb
     """
-    import keras
-
     recipe = recipe or ClassifierRecipe()
     manifest = data.read_manifest(dataset_dir)
     names = list(manifest["class_names"])

@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile as sf
 
@@ -23,23 +22,9 @@ from pggan_lib import cli  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _make_tiny_dataset(root: Path) -> Path:
-    from pggan_lib import audio, data
-
-    sample_rate = 16_000
-    t = np.arange(int(0.6 * sample_rate)) / sample_rate
-    for name, f0 in (("low", 220.0), ("high", 880.0)):
-        for j in range(3):
-            audio.save_audio(root / "source" / name / f"tone{j}.wav",
-                             0.5 * np.sin(2 * np.pi * f0 * (1 + 0.1 * j) * t), sample_rate)
-    data.build_dataset(root / "source", root / "dataset", sample_rate=sample_rate,
-                       clip_samples=256, num_scales=3, test_fraction=0.34, progress=False)
-    return root / "dataset"
-
-
 @pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory):
-    return _make_tiny_dataset(tmp_path_factory.mktemp("cli_tiny"))
+def tiny_dataset(tone_dataset):
+    return tone_dataset
 
 
 @pytest.fixture(scope="module")

@@ -152,25 +152,6 @@ def test_transformations_do_what_they_say():
 
 
 # ---------------------------------------------- classifiers and the CLI, tiny
-def _make_tone_dataset(root, num_scales=3):
-    from pggan_lib import audio, data
-
-    rate = 16_000
-    t = np.arange(int(0.6 * rate)) / rate
-    for name, f0 in (("low", 220.0), ("high", 880.0)):
-        for j in range(3):
-            audio.save_audio(root / "source" / name / f"tone{j}.wav",
-                             0.5 * np.sin(2 * np.pi * f0 * (1 + 0.1 * j) * t), rate)
-    data.build_dataset(root / "source", root / "dataset", sample_rate=rate, clip_samples=256,
-                       num_scales=num_scales, test_fraction=0.34, progress=False)
-    return root / "dataset"
-
-
-@pytest.fixture(scope="module")
-def tone_dataset(tmp_path_factory):
-    return _make_tone_dataset(tmp_path_factory.mktemp("eval_tones"))
-
-
 @pytest.fixture(scope="module")
 def tiny_run(tone_dataset, tmp_path_factory):
     from pggan_lib import training
@@ -208,7 +189,8 @@ def test_classifiers_tell_tones_apart_and_are_saved_and_reused(tone_dataset):
     assert set(real) >= {"frechet_distance", "ndb_over_k", "nn_median", "closest_pairs"}
 
 
-def test_pggan_evaluate_end_to_end(tone_dataset, tiny_run, tmp_path, capsys):
+def test_pggan_evaluate_end_to_end(tone_dataset, tone_dataset_factory, tiny_run, tmp_path,
+                                   capsys):
     code = cli.main(["evaluate", "--run", str(tiny_run), "--data", str(tone_dataset),
                      "--n", "20"])
     out, err = capsys.readouterr()
@@ -226,7 +208,7 @@ def test_pggan_evaluate_end_to_end(tone_dataset, tiny_run, tmp_path, capsys):
     assert "real test" in out and "metrics.json" in out
 
     # Clear errors: missing run, a dataset that does not match, too few clips.
-    other = _make_tone_dataset(tmp_path / "other", num_scales=2)
+    other = tone_dataset_factory(tmp_path / "other", num_scales=2)
     cases = [
         (["--run", tmp_path / "nope", "--data", tone_dataset], "no such run folder"),
         (["--run", tiny_run, "--data", tmp_path], "is not a built dataset"),

@@ -21,23 +21,9 @@ from pggan_lib import audio, config, data, training  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 
 
-def make_tiny_dataset(root: Path, clip_samples=256, num_scales=3) -> Path:
-    """Two classes of tones, three 0.6 s files each -> a built dataset."""
-    sample_rate = 16_000
-    t = np.arange(int(0.6 * sample_rate)) / sample_rate
-    for name, f0 in (("low", 220.0), ("high", 880.0)):
-        for j in range(3):
-            tone = 0.5 * np.sin(2 * np.pi * f0 * (1 + 0.1 * j) * t)
-            audio.save_audio(root / "source" / name / f"tone{j}.wav", tone, sample_rate)
-    data.build_dataset(root / "source", root / "dataset", sample_rate=sample_rate,
-                       clip_samples=clip_samples, num_scales=num_scales, test_fraction=0.34,
-                       progress=False)
-    return root / "dataset"
-
-
 @pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory):
-    return make_tiny_dataset(tmp_path_factory.mktemp("tiny"))
+def tiny_dataset(tone_dataset):
+    return tone_dataset
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,43 @@
+"""Shared fixtures: a tiny dataset of tones that trains and evaluates in seconds."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+def make_tone_dataset(root: Path, clip_samples: int = 256, num_scales: int = 3) -> Path:
+    """Two classes of tones (220 Hz and 880 Hz families), three 0.6 s files each.
+
+    Args:
+        root: Empty folder; gets ``source/`` and the built ``dataset/``.
+        clip_samples: Finest-scale clip length.
+        num_scales: Scales of the pyramid.
+
+    Returns:
+        The dataset folder (built by ``data.build_dataset``).
+    """
+    from pggan_lib import audio, data
+
+    sample_rate = 16_000
+    t = np.arange(int(0.6 * sample_rate)) / sample_rate
+    for name, f0 in (("low", 220.0), ("high", 880.0)):
+        for j in range(3):
+            audio.save_audio(root / "source" / name / f"tone{j}.wav",
+                             0.5 * np.sin(2 * np.pi * f0 * (1 + 0.1 * j) * t), sample_rate)
+    data.build_dataset(root / "source", root / "dataset", sample_rate=sample_rate,
+                       clip_samples=clip_samples, num_scales=num_scales, test_fraction=0.34,
+                       progress=False)
+    return root / "dataset"
+
+
+@pytest.fixture(scope="session")
+def tone_dataset(tmp_path_factory) -> Path:
+    """The tiny tone dataset (3 scales, 256-sample clips), built once per session."""
+    return make_tone_dataset(tmp_path_factory.mktemp("tones"))
+
+
+@pytest.fixture(scope="session")
+def tone_dataset_factory():
+    """:func:`make_tone_dataset`, for tests that need another shape."""
+    return make_tone_dataset
