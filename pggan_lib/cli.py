@@ -140,9 +140,7 @@ def _run_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
-# ------------------------------------------------ train / generate (training)
-# Section owned by the training module's author: _add_train_parser,
-# _add_generate_parser and their handlers.
+# ----------------------------------------------------------- train / generate
 
 _TRAIN_EPILOG = """\
 examples:
@@ -308,9 +306,7 @@ def _run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-# ------------------------------------------------- evaluate / classifiers (evaluation)
-# Section owned by the evaluation module's author: _add_evaluate_parser,
-# _add_classifiers_parser and their handlers.
+# ------------------------------------------------------ evaluate / classifiers
 
 def _add_classifiers_parser(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -393,9 +389,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-# ----------------------------------------------------------------------- main
-# ------------------------------------------------------------------ ablate (ablation)
-# Section owned by the ablation module's author: _add_ablate_parser and its handler.
+# --------------------------------------------------------------------- ablate
 
 def _add_ablate_parser(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -470,6 +464,7 @@ def _run_ablate(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``pggan`` argument parser with all subcommands."""
     parser = argparse.ArgumentParser(
@@ -480,11 +475,9 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers.required = True
     _add_corpus_parser(subparsers)
     _add_dataset_parser(subparsers)
-    for name in ("_add_train_parser", "_add_generate_parser", "_add_evaluate_parser",
-                 "_add_classifiers_parser", "_add_ablate_parser"):
-        adder = globals().get(name)
-        if adder is not None:
-            adder(subparsers)
+    for add_parser in (_add_train_parser, _add_generate_parser, _add_evaluate_parser,
+                       _add_classifiers_parser, _add_ablate_parser):
+        add_parser(subparsers)
     return parser
 
 

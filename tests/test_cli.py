@@ -23,25 +23,20 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def tiny_dataset(tone_dataset):
-    return tone_dataset
-
-
-@pytest.fixture(scope="module")
-def trained_run(tiny_dataset, tmp_path_factory):
+def trained_run(tone_dataset, tmp_path_factory):
     run = tmp_path_factory.mktemp("cli_run") / "run"
-    code = cli.main(["train", "--data", str(tiny_dataset), "--out", str(run), "--preset", "tiny",
+    code = cli.main(["train", "--data", str(tone_dataset), "--out", str(run), "--preset", "tiny",
                      "--no-progress"])
     assert code == 0
     return run
 
 
 @pytest.fixture(scope="module")
-def conditional_run(tiny_dataset, tmp_path_factory):
+def conditional_run(tone_dataset, tmp_path_factory):
     from pggan_lib import training
 
     run = tmp_path_factory.mktemp("cli_cond") / "run"
-    training.train(tiny_dataset, run, preset="tiny", conditional=True, max_steps=4,
+    training.train(tone_dataset, run, preset="tiny", conditional=True, max_steps=4,
                    progress=False)
     return run
 
@@ -97,7 +92,7 @@ def test_generate_class_of_conditional_run(conditional_run, tmp_path, capsys):
     assert code == 2 and "unknown class 'jazz'" in err and "high, low" in err
 
 
-def test_error_messages(tiny_dataset, trained_run, tmp_path, capsys):
+def test_error_messages(tone_dataset, trained_run, tmp_path, capsys):
     cases = [
         (("generate", "--run", tmp_path / "nope", "--out", tmp_path / "g"),
          "no such run folder"),
@@ -105,18 +100,18 @@ def test_error_messages(tiny_dataset, trained_run, tmp_path, capsys):
          "is unconditional"),
         (("train", "--data", tmp_path, "--out", tmp_path / "r"),
          "is not a built dataset: " + str(tmp_path / "manifest.json")),
-        (("train", "--data", tiny_dataset, "--out", tmp_path / "r", "--preset", "huge"),
+        (("train", "--data", tone_dataset, "--out", tmp_path / "r", "--preset", "huge"),
          "unknown preset 'huge'; valid presets: colab, quick, reference, tiny"),
-        (("train", "--data", tiny_dataset, "--out", trained_run),
+        (("train", "--data", tone_dataset, "--out", trained_run),
          "already exists; use --resume"),
-        (("train", "--data", tiny_dataset, "--out", tmp_path / "absent", "--resume"),
+        (("train", "--data", tone_dataset, "--out", tmp_path / "absent", "--resume"),
          "no such run folder to resume"),
     ]
     empty_run = tmp_path / "empty_run"
     (empty_run / "checkpoints").mkdir(parents=True)
     (empty_run / "config.json").write_text("{}")
     cases += [
-        (("train", "--data", tiny_dataset, "--out", empty_run, "--resume"),
+        (("train", "--data", tone_dataset, "--out", empty_run, "--resume"),
          "no checkpoint to resume from"),
         (("generate", "--run", empty_run, "--out", tmp_path / "g"), "no checkpoint yet"),
     ]
@@ -127,11 +122,11 @@ def test_error_messages(tiny_dataset, trained_run, tmp_path, capsys):
         assert err.startswith(f"pggan {argv[0]}: error: ")
 
 
-def test_sigkill_then_resume_continues_history(tiny_dataset, tmp_path, capsys):
+def test_sigkill_then_resume_continues_history(tone_dataset, tmp_path, capsys):
     run = tmp_path / "run"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow")
     process = subprocess.Popen(
-        [sys.executable, "-m", "pggan_lib.cli", "train", "--data", str(tiny_dataset), "--out",
+        [sys.executable, "-m", "pggan_lib.cli", "train", "--data", str(tone_dataset), "--out",
          str(run), "--preset", "tiny", "--no-progress"],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -145,7 +140,7 @@ def test_sigkill_then_resume_continues_history(tiny_dataset, tmp_path, capsys):
     finally:
         process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL
-    code, err = run_cli(capsys, "train", "--data", tiny_dataset, "--out", run, "--resume",
+    code, err = run_cli(capsys, "train", "--data", tone_dataset, "--out", run, "--resume",
                         "--no-progress")
     assert code == 0, err
     steps = [int(line.split(",")[0]) for line in

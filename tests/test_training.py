@@ -22,15 +22,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def tiny_dataset(tone_dataset):
-    return tone_dataset
-
-
-@pytest.fixture(scope="module")
-def straight_run(tiny_dataset, tmp_path_factory):
+def straight_run(tone_dataset, tmp_path_factory):
     """A complete tiny run (20 steps over 3 scales), uninterrupted."""
     run = tmp_path_factory.mktemp("straight") / "run"
-    history = training.train(tiny_dataset, run, preset="tiny", progress=False)
+    history = training.train(tone_dataset, run, preset="tiny", progress=False)
     return run, history
 
 
@@ -110,15 +105,15 @@ def test_train_step_measurements(loss):
 
 
 # ------------------------------------------------------- checkpoints/resume
-def test_resume_equals_uninterrupted_run(tiny_dataset, straight_run, tmp_path):
+def test_resume_equals_uninterrupted_run(tone_dataset, straight_run, tmp_path):
     run, straight = straight_run
     assert straight["step"] == list(range(1, 21))
     resumed = tmp_path / "resumed"
     # Stop mid-phase (step 10 is inside scale 1's stable phase), then resume
     # with new objects: weights, optimisers, EMA, RNG and data position.
-    first = training.train(tiny_dataset, resumed, preset="tiny", max_steps=10, progress=False)
+    first = training.train(tone_dataset, resumed, preset="tiny", max_steps=10, progress=False)
     assert first["step"] == list(range(1, 11))
-    history = training.train(tiny_dataset, resumed, resume=True, progress=False)
+    history = training.train(tone_dataset, resumed, resume=True, progress=False)
     assert history["step"] == list(range(1, 21))  # continuous: nothing missing or doubled
     for name in training.METRIC_NAMES:
         np.testing.assert_allclose(history[name], straight[name], rtol=1e-5, atol=1e-6,
@@ -146,11 +141,11 @@ def test_run_folder_contents(straight_run):
     assert not list((run / "checkpoints").glob(".*"))  # no temp files left
 
 
-def test_critic_output_and_kept_checkpoints_are_options(tiny_dataset, straight_run, tmp_path):
+def test_critic_output_and_kept_checkpoints_are_options(tone_dataset, straight_run, tmp_path):
     straight, _ = straight_run
     assert len(list((straight / "checkpoints").glob("ckpt-*.npz"))) == 3  # the default keeps 3
     run = tmp_path / "run"
-    training.train(tiny_dataset, run, preset="tiny", activation="leaky",
+    training.train(tone_dataset, run, preset="tiny", activation="leaky",
                    critic_output="report", keep_checkpoints=None, max_steps=8, progress=False)
     config_json = json.loads((run / "config.json").read_text())
     assert config_json["critic_output"] == "report"
@@ -174,8 +169,8 @@ def test_generate_audio_at_finest_trained_scale(straight_run):
 @pytest.mark.parametrize("overrides", [{"mixed_precision": "mixed_float16"},
                                        {"mixed_precision": "mixed_bfloat16"},
                                        {"jit_compile": True}])
-def test_precision_and_xla_switches(tiny_dataset, straight_run, tmp_path, overrides):
-    history = training.train(tiny_dataset, tmp_path / "run", preset="tiny", overrides=overrides,
+def test_precision_and_xla_switches(tone_dataset, straight_run, tmp_path, overrides):
+    history = training.train(tone_dataset, tmp_path / "run", preset="tiny", overrides=overrides,
                              max_steps=3, progress=False)
     _, fp32 = straight_run
     assert np.all(np.isfinite(history["d_loss"])) and np.all(np.isfinite(history["g_loss"]))
@@ -204,7 +199,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     np.testing.assert_array_equal(np.array(gan.generator.trainable_variables[0]), good)
 
 
-def test_nan_guard_names_the_step(tiny_dataset, tmp_path, monkeypatch):
+def test_nan_guard_names_the_step(tone_dataset, tmp_path, monkeypatch):
     make = data.make_tf_dataset
 
     def poisoned(*args, **kwargs):  # batch 3 of the first phase holds a NaN
@@ -220,7 +215,7 @@ def test_nan_guard_names_the_step(tiny_dataset, tmp_path, monkeypatch):
     monkeypatch.setattr(training.data, "make_tf_dataset", poisoned)
     run = tmp_path / "run"
     with pytest.raises(training.TrainingDiverged, match="step 3 .scale 0") as caught:
-        training.train(tiny_dataset, run, preset="tiny", progress=False)
+        training.train(tone_dataset, run, preset="tiny", progress=False)
     assert caught.value.step == 3 and caught.value.scale == 0
     assert caught.value.history["step"] == [1, 2, 3]
     assert not np.isfinite(caught.value.history["d_loss"][-1])
@@ -229,18 +224,18 @@ def test_nan_guard_names_the_step(tiny_dataset, tmp_path, monkeypatch):
     assert training.read_checkpoint_meta(training.latest_checkpoint(run))["global_step"] == 0
 
 
-def test_run_errors(tiny_dataset, straight_run, tmp_path):
+def test_run_errors(tone_dataset, straight_run, tmp_path):
     run, _ = straight_run
     with pytest.raises(training.RunError, match="already exists; pass --resume"):
-        training.train(tiny_dataset, run, preset="tiny", progress=False)
+        training.train(tone_dataset, run, preset="tiny", progress=False)
     with pytest.raises(training.RunError, match="manifest.json"):
         training.train(tmp_path, tmp_path / "new", preset="tiny", progress=False)
     with pytest.raises(training.RunError, match="no such run folder|not a run folder"):
-        training.train(tiny_dataset, tmp_path / "absent", resume=True, progress=False)
+        training.train(tone_dataset, tmp_path / "absent", resume=True, progress=False)
     with pytest.raises(training.RunError, match="--clip-samples 65536"):
-        training.train(tiny_dataset, tmp_path / "colab", preset="colab", progress=False)
+        training.train(tone_dataset, tmp_path / "colab", preset="colab", progress=False)
     with pytest.raises(training.RunError, match="started with loss='wgan-gp'"):
-        training.train(tiny_dataset, run, resume=True, loss="report", progress=False)
+        training.train(tone_dataset, run, resume=True, loss="report", progress=False)
 
 
 # ------------------------------------------------------ MirroredStrategy
@@ -263,9 +258,9 @@ MIRRORED_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_mirrored_strategy_matches_one_device(tiny_dataset, tmp_path):
+def test_mirrored_strategy_matches_one_device(tone_dataset, tmp_path):
     # Logical devices must be configured before TF starts: a fresh interpreter.
-    done = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, str(tiny_dataset),
+    done = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, str(tone_dataset),
                            str(tmp_path)], capture_output=True, text=True, cwd=REPO,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
