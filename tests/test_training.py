@@ -21,6 +21,22 @@ from pggan_lib import audio, config, data, training  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="module", autouse=True)
+def deterministic_ops():
+    """Exact-resume comparisons need run-to-run identical float sums.
+
+    Multi-threaded reductions may add in a different order from run to run; a
+    GAN amplifies such last-bit differences into visibly different losses
+    within a few steps, which would make "resume equals an uninterrupted run"
+    flaky for reasons that have nothing to do with resuming. TensorFlow cannot
+    switch determinism off again; this module runs last, and determinism only
+    makes later tests slower, never wrong.
+    """
+    import tensorflow as tf
+
+    tf.config.experimental.enable_op_determinism()
+
+
 @pytest.fixture(scope="module")
 def straight_run(tone_dataset, tmp_path_factory):
     """A complete tiny run (20 steps over 3 scales), uninterrupted."""
