@@ -36,6 +36,10 @@ DATA_DIR = Path(os.environ.get(
     "PGGAN_DATA_DIR", REPO_ROOT / "data" if IN_CHECKOUT else Path.cwd() / "pggan_data"))
 DEMO_CORPUS_DIR = DATA_DIR / "demo_corpus"
 DEMO_DATASET_DIR = DATA_DIR / "demo_dataset"
+#: Committed artefacts of documented long runs (``results/`` of the checkout).
+RESULTS_DIR = REPO_ROOT / "results" if IN_CHECKOUT else Path.cwd() / "results"
+#: The committed reference run (``pggan train --preset reference`` on the demo corpus).
+REFERENCE_RUN_DIR = RESULTS_DIR / "reference"
 
 
 def scale_sample_rate(scale: int, num_scales: int = DEFAULT_NUM_SCALES,

@@ -1,0 +1,275 @@
+"""The committed reference run: where it came from, what it learned, how long it took.
+
+``results/reference/`` holds a full run of the ``reference`` preset on the demo
+corpus, made by ``python data_scripts/make_reference_run.py``. That script runs
+``pggan train --preset reference --evaluate`` (resuming when a checkpoint is
+there) and ``pggan evaluate``, then writes ``provenance.json``: the commands,
+the machine, the wall times. Chapters load the run with
+:func:`load_reference_run` and print :meth:`ReferenceRun.caption` beside every
+figure they draw from it, so that a reader always knows which command made a
+result and on what.
+
+Notebook: chapters/05_training_on_gpu.ipynb
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from pggan_lib import audio, config, training
+from pggan_lib.ablation import machine_description
+
+__all__ = [
+    "PROVENANCE_FILE",
+    "ReferenceRun",
+    "load_reference_run",
+    "phase_times",
+    "write_provenance",
+]
+
+#: Name of the provenance file inside a committed run folder.
+PROVENANCE_FILE = "provenance.json"
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def phase_times(history: dict[str, Sequence], schedule: Sequence[dict]) -> list[dict[str, Any]]:
+    """Wall time of each training phase, split into steps and overhead.
+
+    A phase's *step time* is ``steps x median step interval`` (one history row
+    per step); its *overhead* is the rest of the wall time between the end of
+    the previous phase and its own end: graph tracing, sample writing and, with
+    ``--evaluate``, scoring the phase.
+
+    Args:
+        history: Columns of ``history.csv`` (:func:`training.read_history`);
+            needs ``step``, ``phase`` and ``elapsed_s``.
+        schedule: The run's phases (``config.json["schedule"]``), dicts with
+            ``index``, ``scale``, ``kind``, ``steps`` and ``batch_size``.
+
+    Returns:
+        One dict per phase present in the history: ``phase``, ``scale``,
+        ``kind``, ``steps``, ``batch_size``, ``wall_s``, ``step_s`` (median
+        seconds per step), ``overhead_s``, ``steps_per_s`` and ``clips_per_s``
+        (from the median step).
+
+    Notebook: chapters/05_training_on_gpu.ipynb
+    """
+    phases = np.asarray(history["phase"], dtype=np.int64)
+    elapsed = np.asarray(history["elapsed_s"], dtype=np.float64)
+    rows, previous_end = [], 0.0
+    for phase in schedule:
+        mask = phases == int(phase["index"])
+        if not mask.any():
+            continue
+        times = elapsed[mask]
+        intervals = np.diff(np.concatenate([[previous_end], times]))
+        step_s = float(np.median(intervals[1:])) if len(intervals) > 1 else float(intervals[0])
+        wall_s = float(times[-1] - previous_end)
+        steps = int(mask.sum())
+        rows.append({"phase": int(phase["index"]), "scale": int(phase["scale"]),
+                     "kind": phase["kind"], "steps": steps,
+                     "batch_size": int(phase["batch_size"]), "wall_s": wall_s, "step_s": step_s,
+                     "overhead_s": max(wall_s - steps * step_s, 0.0),
+                     "steps_per_s": 1.0 / step_s if step_s > 0 else float("inf"),
+                     "clips_per_s": int(phase["batch_size"]) / step_s if step_s > 0
+                     else float("inf")})
+        previous_end = float(times[-1])
+    return rows
+
+
+@dataclasses.dataclass
+class ReferenceRun:
+    """A committed run folder, loaded.
+
+    Attributes:
+        run_dir: The folder (``results/reference``).
+        config: ``config.json`` written by ``pggan train`` (preset, model spec, schedule).
+        history: ``history.csv`` as columns (one row per step).
+        metrics: ``metrics.json`` from ``pggan evaluate`` (final weights, every scale).
+        metrics_by_phase: ``metrics_by_phase.json`` from ``--evaluate`` (each scale
+            scored when its stable phase ended).
+        provenance: ``provenance.json``: commands, machine, wall times.
+
+    Notebook: chapters/05_training_on_gpu.ipynb
+    """
+
+    run_dir: Path
+    config: dict
+    history: dict
+    metrics: dict
+    metrics_by_phase: dict
+    provenance: dict
+
+    @property
+    def commands(self) -> list[str]:
+        """The shell commands that made the run, in order."""
+        return [entry["command"] for entry in self.provenance.get("commands", [])]
+
+    @property
+    def train_hours(self) -> float:
+        """Wall time of training in hours (``elapsed_s`` of the last step; sums resumes)."""
+        elapsed = self.history["elapsed_s"]
+        return float(elapsed[-1]) / 3600.0 if elapsed else 0.0
+
+    @property
+    def num_scales(self) -> int:
+        return int(self.config["dataset"]["num_scales"])
+
+    def caption(self) -> str:
+        """One line for beside a result: commands, machine, training wall time.
+
+        Returns:
+            e.g. ``"Reference run: `pggan train ...` then `pggan evaluate ...`;
+            1.52 h of training on 2 x AMD EPYC ... (CPU), TensorFlow 2.21.0"``.
+        """
+        machine = self.provenance.get("machine", {})
+        device = (", ".join(machine["gpus"]) if machine.get("gpus")
+                  else f"{machine.get('cpu_count', '?')} x {machine.get('cpu', 'unknown CPU')} (CPU)")
+        commands = " then ".join(f"`{c}`" for c in self.commands) or "(commands not recorded)"
+        return (f"Reference run: {commands}; {self.train_hours:.2f} h of training on {device}, "
+                f"TensorFlow {machine.get('tensorflow', '?')}")
+
+    def phase_times(self) -> list[dict[str, Any]]:
+        """:func:`phase_times` of this run."""
+        return phase_times(self.history, self.config["schedule"])
+
+    def curves(self, scale: int | None = None) -> dict[str, np.ndarray]:
+        """History columns as arrays, optionally only the steps at one scale.
+
+        Args:
+            scale: Keep rows of this scale (fade and stable phases); None keeps all.
+
+        Returns:
+            Column name -> ``float64`` array of shape ``(steps,)``.
+        """
+        columns = {name: np.asarray(values, dtype=np.float64)
+                   for name, values in self.history.items()}
+        if scale is None:
+            return columns
+        keep = columns["scale"] == scale
+        return {name: values[keep] for name, values in columns.items()}
+
+    def sample_files(self, scale: int, kind: str = "stable") -> list[Path]:
+        """The clips training wrote at the end of ``scale``'s ``kind`` phase.
+
+        They come from the EMA generator and the same fixed latent vectors at
+        every phase end, so clip ``i`` of two scales is the same draw, grown.
+
+        Returns:
+            Paths sorted by clip index (empty if the phase never ended).
+        """
+        files = self.run_dir.glob(f"samples/step*_scale{int(scale)}_{kind}_*.wav")
+        return sorted(files, key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+
+    def samples(self, scale: int, n: int | None = None, kind: str = "stable"
+                ) -> tuple[np.ndarray, int]:
+        """Load the phase-end clips of ``scale`` (see :meth:`sample_files`).
+
+        Args:
+            scale: Scale index.
+            n: At most this many clips (default: all, 8 for the reference preset).
+            kind: ``"stable"`` (end of the scale's training) or ``"fade"``.
+
+        Returns:
+            ``(clips, sample_rate)``: ``float32`` array of shape ``(n, samples)``
+            and the scale's rate in Hz.
+
+        Raises:
+            training.RunError: The run has no such clips.
+        """
+        files = self.sample_files(scale, kind)[:n]
+        if not files:
+            raise training.RunError(f"{self.run_dir}: no {kind} samples of scale {scale} "
+                                    f"in {self.run_dir / 'samples'}")
+        rate = config.scale_sample_rate(scale, self.num_scales,
+                                        int(self.config["dataset"]["sample_rate"]))
+        return np.stack([audio.load_audio(path) for path in files]).astype(np.float32), rate
+
+
+def load_reference_run(run_dir: str | os.PathLike | None = None) -> ReferenceRun:
+    """Load a committed run folder (default: ``results/reference``).
+
+    Args:
+        run_dir: The folder; default :data:`config.REFERENCE_RUN_DIR`.
+
+    Returns:
+        A :class:`ReferenceRun`.
+
+    Raises:
+        training.RunError: No run there (with the command that makes one).
+
+    Notebook: chapters/05_training_on_gpu.ipynb
+    """
+    run_dir = Path(run_dir) if run_dir is not None else config.REFERENCE_RUN_DIR
+    if not (run_dir / "config.json").is_file() or not (run_dir / "history.csv").is_file():
+        raise training.RunError(
+            f"{run_dir}: no reference run (config.json and history.csv missing); it is "
+            f"committed under results/reference in the book's repository, or make it with "
+            f"`python data_scripts/make_reference_run.py`")
+    return ReferenceRun(run_dir=run_dir, config=_read_json(run_dir / "config.json"),
+                        history=training.read_history(run_dir),
+                        metrics=_read_json(run_dir / "metrics.json"),
+                        metrics_by_phase=_read_json(run_dir / "metrics_by_phase.json"),
+                        provenance=_read_json(run_dir / PROVENANCE_FILE))
+
+
+def _git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=config.REPO_ROOT, check=True,
+                              capture_output=True, text=True).stdout.strip() or None
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def write_provenance(run_dir: str | os.PathLike, commands: Sequence[str],
+                     sessions: Sequence[dict[str, Any]] = (),
+                     environment: Sequence[str] = ("TF_ENABLE_ONEDNN_OPTS", "KERAS_BACKEND",
+                                                   "PGGAN_QUICK")) -> dict[str, Any]:
+    """Write ``RUN/provenance.json``: what made the run, where, and how long it took.
+
+    Sessions already recorded in an existing file are kept, the new ones
+    appended, so that a run resumed three times says so.
+
+    Args:
+        run_dir: The run folder.
+        commands: The shell commands that make the run from scratch, in order
+            (what a reader would type).
+        sessions: What this invocation actually ran: dicts with ``command``
+            (the exact line, ``--resume`` included) and ``wall_s``.
+        environment: Environment variables worth recording (those set are kept).
+
+    Returns:
+        The provenance dict written: ``commands``, ``sessions``, ``machine``
+        (:func:`ablation.machine_description`), ``environment``,
+        ``train_elapsed_s`` (from the history: training time over all sessions),
+        ``git_commit`` of the code and ``written`` (UTC time).
+
+    Notebook: chapters/05_training_on_gpu.ipynb
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / PROVENANCE_FILE
+    history = training.read_history(run_dir)
+    provenance = {
+        "commands": [{"command": command} for command in commands],
+        "sessions": _read_json(path).get("sessions", []) + list(sessions),
+        "machine": machine_description(),
+        "environment": {k: os.environ[k] for k in environment if k in os.environ},
+        "train_elapsed_s": float(history["elapsed_s"][-1]) if history["elapsed_s"] else 0.0,
+        "git_commit": _git_commit(),
+        "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(provenance, indent=1))
+    os.replace(tmp, path)
+    return provenance
