@@ -20,7 +20,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export TF_ENABLE_ONEDNN_OPTS := 0
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test unit notebooks book-strict install system-deps demo-data clean
+.PHONY: book test unit notebooks book-strict install system-deps demo-data clean reference benchmarks
 
 book: install demo-data
 	PGGAN_QUICK=1 $(VENV)/bin/jupyter-book build . --keep-going
@@ -37,6 +37,18 @@ notebooks: install demo-data
 # Warnings are errors: a broken reference or a failing cell fails the build.
 book-strict: install demo-data
 	PGGAN_QUICK=1 $(VENV)/bin/jupyter-book build . -W -n --keep-going
+
+# Long runs whose artefacts are committed under results/ (not part of `make test`).
+# oneDNN on: about 2x faster training steps on a CPU. Rerun `make reference` after an
+# interruption: training resumes from the newest checkpoint.
+reference: install demo-data
+	TF_ENABLE_ONEDNN_OPTS=1 $(PY) data_scripts/make_reference_run.py
+
+benchmarks: install
+	TF_ENABLE_ONEDNN_OPTS=1 $(PY) benchmarks/bench_training.py --preset reference --steps 5 \
+	  --json results/benchmarks/reference_cpu.json
+	TF_ENABLE_ONEDNN_OPTS=1 $(PY) benchmarks/bench_training.py --preset colab --clip-samples 65536 \
+	  --steps 2 --json results/benchmarks/colab_cpu.json
 
 install: $(INSTALLED) system-deps
 

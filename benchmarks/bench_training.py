@@ -2,15 +2,20 @@
 
 Prints, per scale: parameters (generator / critic), steps/s, clips/s, audio
 seconds trained per wall second, model FLOP/s (counted analytically from layer
-shapes by ``models.count_flops``) and that figure as a fraction of the fp32
-matmul FLOP/s measured in the same process; then peak memory (RSS) and the
-finest-scale generator's speed (batch 16) in multiples of real time.
+shapes by ``models.count_flops``), that figure as a fraction of the fp32
+matmul FLOP/s measured in the same process, and peak memory (GPU allocator
+peak, or the process's cumulative peak RSS on a CPU); then the finest-scale
+generator's speed (batch 16) in multiples of real time and the peak RSS.
 
 Random audio stands in for data, so the numbers measure the step, not the
-input pipeline. Usage::
+input pipeline. The work is done by ``pggan_lib.profiling.benchmark_scales``;
+``--json`` writes its result with the command line that made it. Usage::
 
     python benchmarks/bench_training.py --preset quick --steps 10
     python benchmarks/bench_training.py --preset reference --steps 3 --scales 7
+    python benchmarks/bench_training.py --preset quick --overrides jit_compile=true
+    python benchmarks/bench_training.py --preset quick --overrides mixed_precision=mixed_bfloat16
+    python benchmarks/bench_training.py --preset colab --json results/bench_colab_l4.json
 
 Notebook: chapters/05_training_on_gpu.ipynb
 """
@@ -18,51 +23,54 @@ Notebook: chapters/05_training_on_gpu.ipynb
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import resource
-import time
+import shlex
+import sys
+from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from pggan_lib import config, models, training  # noqa: E402
+from pggan_lib import config, profiling  # noqa: E402
 
 
-def matmul_flops_per_s(n=2048, repeats=10) -> float:
-    """fp32 FLOP/s of an n x n matmul on this machine (best of a few runs)."""
-    a = tf.random.normal((n, n))
-    b = tf.random.normal((n, n))
-    matmul = tf.function(lambda x, y: tf.matmul(x, y))
-    matmul(a, b).numpy()
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        for _ in range(repeats):
-            out = matmul(a, b)
-        out.numpy()
-        best = min(best, (time.perf_counter() - start) / repeats)
-    return 2.0 * n ** 3 / best
+def parse_override(text):
+    """``"field=value"`` -> ``(field, value)``; value as JSON (true, 8), else a string."""
+    field, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE, got {text!r}")
+    try:
+        return field, json.loads(value)
+    except json.JSONDecodeError:
+        return field, value
 
 
-def step_flops(spec, scale, batch, n_critic, penalty=True) -> float:
-    """Model FLOPs of one training step (rough, from forward FLOPs per example).
-
-    Critic update: G forward, D forward + weight-gradient backward on real and
-    fake (3 D each), penalty: D forward and input gradient (2 D) differentiated
-    again (x2 -> 6 D). Generator update: G forward + backward (3 G), D forward
-    + input-gradient backward (2 D).
-    """
-    forward = models.count_flops(spec, scale)
-    g, d = forward["generator"], forward["critic"]
-    critic = g + 6 * d + (6 * d if penalty else 0)
-    return batch * (n_critic * critic + 3 * g + 2 * d)
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+def print_table(result):
+    """The benchmark as a table, one row per scale."""
+    print(f"preset {result['preset']} on {result['device']}: channels {result['channels']}, "
+          f"kernel {result['kernel_size']}, latent {result['latent_dim']}, "
+          f"n_critic {result['n_critic']}, XLA {result['jit_compile']}, "
+          f"precision {result['precision']}")
+    size = result["matmul_size"]
+    print(f"fp32 matmul ({size}x{size}) in this process: {result['matmul_gflops']:.0f} GFLOP/s "
+          f"(oneDNN {'on' if result['onednn'] else 'off'}: it roughly doubles CPU "
+          "training speed)")
+    print(f"{'scale':>5} {'samples':>7} {'batch':>5} {'G params':>9} {'D params':>9} "
+          f"{'trace s':>7} {'steps/s':>8} {'clips/s':>8} {'x real':>7} {'GFLOP/s':>8} "
+          f"{'of matmul':>9} {'mem MB':>7}")
+    for row in result["scales"]:
+        print(f"{row['scale']:>5} {row['samples']:>7} {row['batch']:>5} "
+              f"{row['g_params']:>9} {row['d_params']:>9} {row['trace_s']:>7.1f} "
+              f"{row['steps_per_s']:>8.2f} {row['clips_per_s']:>8.1f} "
+              f"{row['realtime_factor']:>7.1f} {row['model_gflops_per_s']:>8.1f} "
+              f"{row['fraction_of_matmul']:>9.1%} {row['memory_mb']:>7.0f}")
+    if result["scales"]:
+        print(f"(mem: {result['scales'][0]['memory_kind']})")
+    generation = result["generation"]
+    print(f"finest-scale generator, batch 16: {generation['ms_per_batch']:.1f} ms per batch = "
+          f"{generation['realtime_factor']:.0f}x real time")
+    print(f"peak RSS: {result['peak_rss_mb']:.0f} MB")
 
 
 def main(argv=None):
@@ -70,67 +78,28 @@ def main(argv=None):
     parser.add_argument("--preset", default="quick")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per scale")
     parser.add_argument("--scales", type=int, default=config.DEFAULT_NUM_SCALES)
-    parser.add_argument("--clip-samples", type=int, default=config.DEFAULT_CLIP_SAMPLES)
+    parser.add_argument("--clip-samples", type=int, default=None,
+                        help="finest-scale clip length (default: 16384, or the preset's "
+                             "minimum when longer)")
     parser.add_argument("--loss", default="wgan-gp")
+    parser.add_argument("--overrides", nargs="*", type=parse_override, default=[],
+                        metavar="FIELD=VALUE",
+                        help="preset fields to change, e.g. jit_compile=true "
+                             "mixed_precision=mixed_bfloat16")
+    parser.add_argument("--json", type=Path, default=None, metavar="PATH",
+                        help="also write the result (with this command) as JSON")
     args = parser.parse_args(argv)
 
-    preset = config.get_preset(args.preset)
-    manifest = {"num_scales": args.scales, "clip_samples": args.clip_samples,
-                "class_names": ["a"], "sample_rate": config.DEFAULT_SAMPLE_RATE}
-    spec = training.model_spec_for(preset, manifest)
-    gan = training.build_gan(spec, preset, loss=args.loss)
-    strategy = tf.distribute.get_strategy()
-    reference = matmul_flops_per_s()
-    print(f"preset {preset.name}: channels {spec.channels}, kernel {spec.kernel_size}, "
-          f"latent {spec.latent_dim}, n_critic {preset.n_critic}, XLA {preset.jit_compile}, "
-          f"precision {preset.mixed_precision or 'float32'}")
-    print(f"fp32 matmul (2048^2) in this process: {reference / 1e9:.0f} GFLOP/s "
-          f"(oneDNN {'off' if os.environ.get('TF_ENABLE_ONEDNN_OPTS') == '0' else 'on'}: "
-          "it roughly doubles CPU training speed)")
-    print(f"{'scale':>5} {'samples':>7} {'batch':>5} {'G params':>9} {'D params':>9} "
-          f"{'trace s':>7} {'steps/s':>8} {'clips/s':>8} {'x real':>7} {'GFLOP/s':>8} "
-          f"{'of matmul':>9}")
-    rng = np.random.default_rng(0)
-    batches = preset.per_scale("batch_sizes", spec.num_scales)
-    penalty = gan.loss_fns.uses_penalty
-    for scale in range(spec.num_scales):
-        gan.set_scale(scale)
-        gan.set_alpha(1.0)
-        batch, samples = batches[scale], spec.samples_at_scale(scale)
-        real = tf.constant(rng.uniform(-0.5, 0.5, (batch, samples, 1)).astype(np.float32))
-        labels = tf.zeros((batch,), tf.int32)
-        step = training._make_step_function(gan, strategy, batch, preset.jit_compile)
-        start = time.perf_counter()
-        float(step(real, labels)["d_loss"])  # trace (and XLA-compile)
-        trace = time.perf_counter() - start
-        float(step(real, labels)["d_loss"])
-        start = time.perf_counter()
-        for _ in range(args.steps):
-            out = step(real, labels)
-        float(out["d_loss"])
-        seconds = (time.perf_counter() - start) / args.steps
-        flops = step_flops(spec, scale, batch, preset.n_critic, penalty) / seconds
-        rate = config.scale_sample_rate(scale, spec.num_scales, config.DEFAULT_SAMPLE_RATE)
-        print(f"{scale:>5} {samples:>7} {batch:>5} {gan.generator.count_params_at_scale(scale):>9} "
-              f"{gan.critic.count_params_at_scale(scale):>9} {trace:>7.1f} {1 / seconds:>8.2f} "
-              f"{batch / seconds:>8.1f} {batch * samples / rate / seconds:>7.1f} "
-              f"{flops / 1e9:>8.1f} {flops / reference:>9.1%}")
-
-    # Generation speed of the finest scale: batch 16, compiled.
-    finest = spec.num_scales - 1
-    gan.ema_generator.set_scale(finest)
-    generate = tf.function(lambda z: gan.ema_generator(z, training=False))
-    z = tf.random.normal((16, spec.latent_dim))
-    generate(z).numpy()
-    start = time.perf_counter()
-    for _ in range(5):
-        out = generate(z)
-    out.numpy()
-    seconds = (time.perf_counter() - start) / 5
-    audio_seconds = 16 * spec.clip_samples / config.DEFAULT_SAMPLE_RATE
-    print(f"finest-scale generator, batch 16: {seconds * 1e3:.1f} ms per batch = "
-          f"{audio_seconds / seconds:.0f}x real time")
-    print(f"peak RSS: {peak_rss_mb():.0f} MB")
+    result = profiling.benchmark_scales(
+        args.preset, num_scales=args.scales, clip_samples=args.clip_samples, steps=args.steps,
+        loss=args.loss, overrides=dict(args.overrides))
+    print_table(result)
+    if args.json:
+        argv = sys.argv if argv is None else [sys.argv[0]] + list(argv)
+        result = {"command": shlex.join(["python"] + list(argv)), **result}
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1, allow_nan=False) + "\n")
+        print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ The library behind the book. Modules, each importing only those above it:
     models      progressive generator and critic; WaveGAN-style baseline
     losses      WGAN-GP (+ drift), gradient penalty, the report's loss
     training    the GAN as a keras.Model, phases, EMA, checkpoints, resume
+    profiling   the cost of training: FLOPs, speed, memory, what a preset will cost
+    reference   the committed reference run: provenance, history, clips, metrics
     cli         the ``pggan`` command
 
 Submodules are imported on demand (``from pggan_lib import data``) so that

@@ -172,7 +172,7 @@ def _add_train_parser(subparsers) -> None:
                         help="run folder to create (or to continue with --resume)")
     parser.add_argument("--preset", default=None,
                         help="quick (every scale in ~3 min on a CPU), reference (~2 h on 2 "
-                             "CPU cores), colab (one GPU, a few hours; needs a dataset built "
+                             "CPU cores), colab (one GPU for hours; needs a dataset built "
                              "with --clip-samples 65536), tiny (tests). Default: quick")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its newest checkpoint")

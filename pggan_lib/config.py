@@ -172,9 +172,11 @@ PRESETS = {
         jit_compile=False),
     "colab": Preset(
         name="colab",
-        description="one T4/L4/A100 GPU for a few hours; needs 4.096 s clips "
-                    "(`pggan dataset --clip-samples 65536`)",
-        channels=(256, 256, 256, 128, 128, 64, 64), latent_dim=128, kernel_size=25,
+        description="one Colab GPU for hours (chapter 5 derives the cost from the model's "
+                    "FLOPs); needs 4.096 s clips (`pggan dataset --clip-samples 65536`)",
+        # Sized by FLOPs (profiling.run_flops): convolution cost grows with channels
+        # squared times clip length, so the long fine scales stay narrow.
+        channels=(128, 128, 128, 64, 64, 32, 32), latent_dim=128, kernel_size=25,
         batch_sizes=(64, 64, 64, 32, 32, 16, 16),
         stable_steps=(4000, 4000, 4000, 4000, 4000, 5000, 6000),
         fade_steps=(0, 3000, 3000, 3000, 3000, 4000, 4000),

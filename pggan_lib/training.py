@@ -56,6 +56,7 @@ __all__ = [
     "model_spec_for",
     "ProgressiveGAN",
     "build_gan",
+    "choose_strategy",
     "save_checkpoint",
     "load_checkpoint",
     "latest_checkpoint",
@@ -481,6 +482,38 @@ def build_gan(spec, preset: Preset, loss="wgan-gp", seed=0, strategy=None):
     finally:
         keras.config.set_dtype_policy(previous_policy)
     return gan
+
+
+def choose_strategy() -> tf.distribute.Strategy:
+    """The ``tf.distribute`` strategy for the accelerators this process can see.
+
+    A TPU if one answers (Colab's TPU runtime, a Cloud TPU VM), else all local
+    GPUs with ``MirroredStrategy`` when there are several, else the default
+    strategy (one GPU, or the CPU). This is the only line that changes between
+    one GPU, several GPUs and a TPU::
+
+        training.train(data_dir, run_dir, preset="colab", strategy=choose_strategy())
+
+    The global batch size stays the preset's; each replica trains on its share.
+
+    Returns:
+        A ``tf.distribute.Strategy``; ``num_replicas_in_sync`` is the number
+        of devices a step runs on.
+
+    Notebook: chapters/05_training_on_gpu.ipynb
+    """
+    try:
+        # Raises ValueError (RuntimeError on Google Cloud) when no TPU is attached.
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+    except (ValueError, RuntimeError):
+        resolver = None
+    if resolver is not None:
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    if len(tf.config.list_logical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
 
 
 # ---------------------------------------------------------------------------
