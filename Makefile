@@ -47,8 +47,6 @@ reference: install demo-data
 benchmarks: install
 	TF_ENABLE_ONEDNN_OPTS=1 $(PY) benchmarks/bench_training.py --preset reference --steps 5 \
 	  --json results/benchmarks/reference_cpu.json
-	TF_ENABLE_ONEDNN_OPTS=1 $(PY) benchmarks/bench_training.py --preset colab --clip-samples 65536 \
-	  --steps 2 --json results/benchmarks/colab_cpu.json
 
 install: $(INSTALLED) system-deps
 

@@ -1,4 +1,4 @@
-"""Figures the chapters share: waveforms, spectrograms and critic curves.
+"""Figures the chapters share: waveforms, spectrograms, critic curves and metrics.
 
 Every function draws on a Matplotlib ``Axes`` (made when not given) and
 returns it, so that a chapter can combine them into its own figures.
@@ -8,7 +8,7 @@ Notebook: chapters/03_progressive_model.ipynb
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -22,10 +22,17 @@ __all__ = [
     "plot_waveforms",
     "plot_spectrogram",
     "plot_real_vs_generated",
+    "PHASE_COLOURS",
+    "shade_phases",
+    "plot_run_curves",
+    "plot_metrics_per_scale",
 ]
 
 #: The report's colours: D(x) blue, D(G(z)) orange, Delta green.
 REPORT_COLOURS = {"d_real": "tab:blue", "d_fake": "tab:orange", "delta": "tab:green"}
+
+#: Shading of training phases: fade-in purple, stable grey.
+PHASE_COLOURS = {"fade": "tab:purple", "stable": "tab:gray"}
 
 
 def moving_average(values: Sequence[float], window: int) -> np.ndarray:
@@ -167,6 +174,164 @@ def plot_real_vs_generated(real: np.ndarray, generated: np.ndarray, sample_rate:
             if row == 0:
                 axes[row, 2 * column].set_title(f"{name}: waveform", fontsize=9)
                 axes[row, 2 * column + 1].set_title(f"{name}: spectrogram", fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _phase_field(phase: Any, name: str) -> Any:
+    """``phase[name]`` for a dict (``config.json``), ``phase.name`` for a :class:`training.Phase`."""
+    return phase[name] if isinstance(phase, Mapping) else getattr(phase, name)
+
+
+def shade_phases(ax: plt.Axes, schedule: Sequence[Any], scale: int | None = None,
+                 max_step: float | None = None, kinds: Sequence[str] = ("fade", "stable"),
+                 alpha: float = 0.12, label: bool = True) -> list:
+    """Shade the training phases of a progressive run behind a curve over steps.
+
+    Phase ``p`` trains global steps ``start_step + 1 .. start_step + steps``
+    (history rows are 1-based step counts), so its span runs from
+    ``start_step + 0.5`` to ``start_step + steps + 0.5``: adjacent phases
+    touch and every step's point sits inside its own phase.
+
+    Args:
+        ax: Axes whose x axis is the global step.
+        schedule: The run's phases: dicts with ``scale``, ``kind``, ``steps``,
+            ``start_step`` (``config.json["schedule"]``) or :class:`training.Phase`.
+        scale: Shade only this scale's phases (None: all).
+        max_step: Last step trained so far: later phases are left out and the
+            one in progress is cut at ``max_step + 0.5`` (None: the whole schedule).
+        kinds: Phase kinds to shade (colours :data:`PHASE_COLOURS`).
+        alpha: Opacity of the shading.
+        label: Label the first span of each kind (for a legend).
+
+    Returns:
+        The spans drawn (Matplotlib patches), in schedule order.
+
+    Notebook: chapters/03_progressive_model.ipynb
+    """
+    spans, labelled = [], set()
+    for phase in schedule:
+        kind = _phase_field(phase, "kind")
+        if kind not in kinds or (scale is not None and int(_phase_field(phase, "scale")) != scale):
+            continue
+        start = int(_phase_field(phase, "start_step")) + 0.5
+        end = start + int(_phase_field(phase, "steps"))
+        if max_step is not None:
+            if start > max_step:
+                continue
+            end = min(end, max_step + 0.5)
+        text = f"{kind} phase" if label and kind not in labelled else "_nolegend_"
+        labelled.add(kind)
+        spans.append(ax.axvspan(start, end, color=PHASE_COLOURS.get(kind, "tab:gray"),
+                                alpha=alpha, linewidth=0, label=text))
+    return spans
+
+
+def plot_run_curves(history: Mapping[str, Sequence[float]], schedule: Sequence[Any],
+                    scales: Sequence[int] | None = None, smooth: int = 1, columns: int = 4,
+                    title: str | None = None) -> plt.Figure:
+    """The report's critic curves of a progressive run, one panel per scale, phases shaded.
+
+    Args:
+        history: Columns of ``history.csv`` (:func:`training.read_history` or
+            ``ReferenceRun.curves()``): ``step``, ``scale``, ``d_real``,
+            ``d_fake``, each of shape ``(steps,)``.
+        schedule: The run's phases (see :func:`shade_phases`).
+        scales: Scales to draw (default: every scale present in the history).
+        smooth: Moving-average window (within each scale).
+        columns: Panels per row.
+        title: Figure title.
+
+    Returns:
+        The figure: one panel per scale (unused panels switched off), x axis
+        the global step, fade phases shaded purple and stable phases grey.
+
+    Notebook: chapters/03_progressive_model.ipynb
+    """
+    step = np.asarray(history["step"], dtype=np.float64)
+    scale_of_step = np.asarray(history["scale"], dtype=np.int64)
+    d_real = np.asarray(history["d_real"], dtype=np.float64)
+    d_fake = np.asarray(history["d_fake"], dtype=np.float64)
+    if scales is None:
+        scales = sorted(set(scale_of_step.tolist()))
+    columns = max(1, min(columns, len(scales)))
+    rows = max(1, -(-len(scales) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 2.9 * rows), squeeze=False)
+    last_step = float(step[-1]) if step.size else None
+    for index, ax in enumerate(axes.ravel()):
+        if index >= len(scales):
+            ax.axis("off")
+            continue
+        k = int(scales[index])
+        mask = scale_of_step == k
+        plot_critic_outputs(step[mask], d_real[mask], d_fake[mask], smooth=smooth, ax=ax,
+                            title=f"scale {k}")
+        shade_phases(ax, schedule, scale=k, max_step=last_step)
+        if index:
+            ax.get_legend().remove()
+        else:
+            ax.legend(loc="best", fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_metrics_per_scale(entries: Mapping[Any, Mapping[str, Any]], num_classes: int,
+                           sources: Sequence[str] = ("real", "ema"),
+                           target_ratio: float | None = None,
+                           title: str | None = None) -> plt.Figure:
+    """Inception Score, Fréchet distance and NDB/K per scale, generated beside real.
+
+    Args:
+        entries: Scale -> per-scale metrics as :func:`evaluation.evaluate_run`
+            writes them under ``"scales"`` (or the entries of
+            ``metrics_by_phase.json``): each has ``"real"`` and a dict per
+            generator variant (``"ema"``, ``"raw"``) with ``inception_score``,
+            ``inception_score_std``, ``frechet_distance`` and ``ndb_over_k``.
+        num_classes: Number of classes C (the IS ceiling, drawn grey).
+        sources: Which rows to draw; a source missing at a scale is skipped there.
+        target_ratio: Also draw this fraction of the real IS (e.g. 0.7), dashed.
+        title: Figure title.
+
+    Returns:
+        The figure: three panels (IS with its std as error bars, Fréchet
+        distance on a log axis, NDB/K), x axis the scale.
+
+    Notebook: chapters/06_evaluation.ipynb
+    """
+    scales = sorted(int(k) for k in entries)
+    by_scale = {int(k): v for k, v in entries.items()}
+    styles = {"real": ("o-", "tab:blue", "real test clips"),
+              "ema": ("s--", "tab:orange", "generated (EMA)"),
+              "raw": ("^:", "tab:red", "generated (raw)")}
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for source in sources:
+        present = [k for k in scales if source in by_scale[k]]
+        if not present:
+            continue
+        values = [by_scale[k][source] for k in present]
+        fmt, colour, label = styles.get(source, ("x-", None, source))
+        axes[0].errorbar(present, [v["inception_score"] for v in values],
+                         [v["inception_score_std"] for v in values], fmt=fmt, color=colour,
+                         label=label, capsize=3)
+        axes[1].semilogy(present, [v["frechet_distance"] for v in values], fmt, color=colour,
+                         label=label)
+        axes[2].plot(present, [v["ndb_over_k"] for v in values], fmt, color=colour, label=label)
+        if source == "real" and target_ratio is not None:
+            axes[0].plot(present, [target_ratio * v["inception_score"] for v in values], ":",
+                         color=colour, label=f"{target_ratio:g} × real IS")
+    axes[0].axhline(num_classes, color="grey", linewidth=1)
+    axes[0].set(ylabel="Inception Score", ylim=(0.9, num_classes + 0.2),
+                title=f"IS (grey: ceiling C = {num_classes})")
+    axes[1].set(ylabel="Fréchet distance to train", title="Fréchet distance")
+    axes[2].set(ylabel="NDB / K", ylim=(-0.05, 1.05), title="NDB/K")
+    for ax in axes:
+        ax.set(xlabel="scale")
+        ax.set_xticks(scales)
+        ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
