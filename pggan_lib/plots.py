@@ -23,6 +23,7 @@ __all__ = [
     "plot_spectrogram",
     "plot_real_vs_generated",
     "PHASE_COLOURS",
+    "PHASE_ALPHAS",
     "shade_phases",
     "plot_run_curves",
     "plot_metrics_per_scale",
@@ -31,8 +32,9 @@ __all__ = [
 #: The report's colours: D(x) blue, D(G(z)) orange, Delta green.
 REPORT_COLOURS = {"d_real": "tab:blue", "d_fake": "tab:orange", "delta": "tab:green"}
 
-#: Shading of training phases: fade-in purple, stable grey.
+#: Shading of training phases: fade-in purple, stable grey (and the opacity of each).
 PHASE_COLOURS = {"fade": "tab:purple", "stable": "tab:gray"}
+PHASE_ALPHAS = {"fade": 0.2, "stable": 0.08}
 
 
 def moving_average(values: Sequence[float], window: int) -> np.ndarray:
@@ -187,7 +189,7 @@ def _phase_field(phase: Any, name: str) -> Any:
 
 def shade_phases(ax: plt.Axes, schedule: Sequence[Any], scale: int | None = None,
                  max_step: float | None = None, kinds: Sequence[str] = ("fade", "stable"),
-                 alpha: float = 0.12, label: bool = True) -> list:
+                 alpha: float | None = None, label: bool = True) -> list:
     """Shade the training phases of a progressive run behind a curve over steps.
 
     Phase ``p`` trains global steps ``start_step + 1 .. start_step + steps``
@@ -203,7 +205,7 @@ def shade_phases(ax: plt.Axes, schedule: Sequence[Any], scale: int | None = None
         max_step: Last step trained so far: later phases are left out and the
             one in progress is cut at ``max_step + 0.5`` (None: the whole schedule).
         kinds: Phase kinds to shade (colours :data:`PHASE_COLOURS`).
-        alpha: Opacity of the shading.
+        alpha: Opacity of the shading (default: :data:`PHASE_ALPHAS` per kind).
         label: Label the first span of each kind (for a legend).
 
     Returns:
@@ -225,7 +227,8 @@ def shade_phases(ax: plt.Axes, schedule: Sequence[Any], scale: int | None = None
         text = f"{kind} phase" if label and kind not in labelled else "_nolegend_"
         labelled.add(kind)
         spans.append(ax.axvspan(start, end, color=PHASE_COLOURS.get(kind, "tab:gray"),
-                                alpha=alpha, linewidth=0, label=text))
+                                alpha=PHASE_ALPHAS.get(kind, 0.1) if alpha is None else alpha,
+                                linewidth=0, label=text))
     return spans
 
 

@@ -133,10 +133,14 @@ class ReferenceRun:
             e.g. ``"Reference run: `pggan train ...` then `pggan evaluate ...`;
             1.52 h of training on 2 x AMD EPYC ... (CPU), TensorFlow 2.21.0"``.
         """
+        if not self.provenance:
+            steps = self.history["step"][-1] if self.history["step"] else 0
+            return (f"Reference run in {self.run_dir} ({steps} steps, {self.train_hours:.2f} h "
+                    f"so far): provenance.json not written yet, the run is unfinished")
         machine = self.provenance.get("machine", {})
         device = (", ".join(machine["gpus"]) if machine.get("gpus")
                   else f"{machine.get('cpu_count', '?')} x {machine.get('cpu', 'unknown CPU')} (CPU)")
-        commands = " then ".join(f"`{c}`" for c in self.commands) or "(commands not recorded)"
+        commands = " then ".join(f"`{c}`" for c in self.commands)
         return (f"Reference run: {commands}; {self.train_hours:.2f} h of training on {device}, "
                 f"TensorFlow {machine.get('tensorflow', '?')}")
 

@@ -68,6 +68,8 @@ def test_shade_phases_spans_cover_each_phase_steps_and_touch():
                                            (16.5, 21.5)]
     assert spans[1].get_facecolor()[:3] == matplotlib.colors.to_rgb(plots.PHASE_COLOURS["fade"])
     assert spans[0].get_facecolor()[:3] == matplotlib.colors.to_rgb(plots.PHASE_COLOURS["stable"])
+    assert (spans[0].get_alpha(), spans[1].get_alpha()) == (plots.PHASE_ALPHAS["stable"],
+                                                            plots.PHASE_ALPHAS["fade"])
     # one legend entry per kind
     assert [s.get_label() for s in spans[:2]] == ["stable phase", "fade phase"]
     assert all(s.get_label().startswith("_") for s in spans[2:])
