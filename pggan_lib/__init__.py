@@ -11,7 +11,10 @@ The library behind the book. Modules, each importing only those above it:
     losses      WGAN-GP (+ drift), gradient penalty, the report's loss
     training    the GAN as a keras.Model, phases, EMA, checkpoints, resume
     profiling   the cost of training: FLOPs, speed, memory, what a preset will cost
+    evaluation  per-scale classifiers, Inception Score, Fréchet distance, NDB, nearest neighbours
+    ablation    the activation x loss grid of chapter 4 and the report's measures
     reference   the committed reference run: provenance, history, clips, metrics
+    plots       figures the chapters share
     cli         the ``pggan`` command
 
 Submodules are imported on demand (``from pggan_lib import data``) so that
