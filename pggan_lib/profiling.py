@@ -21,6 +21,7 @@ Notebook: chapters/05_training_on_gpu.ipynb
 
 from __future__ import annotations
 
+import functools
 import os
 import resource
 import time
@@ -145,11 +146,13 @@ def run_flops(preset, num_scales=config.DEFAULT_NUM_SCALES, clip_samples=None,
 # Measuring
 # ---------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=None)
 def matmul_flops_per_s(n=2048, repeats=10) -> float:
     """fp32 FLOP/s of an ``(n, n) @ (n, n)`` matmul on this machine.
 
     The yardstick for model FLOP/s: what the same process reaches on the
-    friendliest possible kernel. Best of three timed runs of ``repeats``.
+    friendliest possible kernel. Best of three timed runs of ``repeats``,
+    measured once per process and size (it takes seconds), then remembered.
 
     Args:
         n: Matrix size.
