@@ -28,7 +28,6 @@ import dataclasses
 import json
 import math
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Optional, Sequence
@@ -39,6 +38,7 @@ import tensorflow as tf
 from keras import ops
 
 from pggan_lib import data, layers, losses, models, training
+from pggan_lib.profiling import machine_description
 from pggan_lib.config import get_preset
 
 __all__ = [
@@ -640,22 +640,6 @@ def run_arm(data_dir, run_dir, arm: Arm, seed: int, budget: AblationBudget, scal
 # ---------------------------------------------------------------------------
 # The grid
 # ---------------------------------------------------------------------------
-
-def machine_description() -> dict:
-    """CPU model, core count, platform and library versions (for the results)."""
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cpu_count": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version(), "tensorflow": tf.__version__,
-            "keras": keras.__version__,
-            "gpus": [d.name for d in tf.config.list_physical_devices("GPU")]}
-
 
 def _write_json(path, value):
     path = Path(path)

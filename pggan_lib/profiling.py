@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import os
+import platform
 import resource
 import time
 from pathlib import Path
@@ -39,6 +40,8 @@ __all__ = [
     "run_flops",
     "matmul_flops_per_s",
     "device_description",
+    "cpu_model_name",
+    "machine_description",
     "benchmark_scales",
     "estimate_run_hours",
     "expected_cost_table",
@@ -190,15 +193,29 @@ def device_description() -> str:
     if gpus:
         name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
         return name if len(gpus) == 1 else f"{len(gpus)} x {name}"
-    cpu = "unknown CPU"
+    return f"CPU: {cpu_model_name()}, {os.cpu_count()} cores"
+
+
+def cpu_model_name() -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` (else ``platform.processor()``)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return f"CPU: {cpu}, {os.cpu_count()} cores"
+    return platform.processor() or "unknown CPU"
+
+
+def machine_description() -> dict:
+    """CPU model, core count, GPUs, platform and library versions (for results files).
+
+    Notebook: chapters/05_training_on_gpu.ipynb
+    """
+    return {"cpu": cpu_model_name(), "cpu_count": os.cpu_count(),
+            "platform": platform.platform(), "python": platform.python_version(),
+            "tensorflow": tf.__version__, "keras": keras.__version__,
+            "gpus": [d.name for d in tf.config.list_physical_devices("GPU")]}
 
 
 def _peak_rss_mb() -> float:

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from pggan_lib import audio, config, training
-from pggan_lib.ablation import machine_description
+from pggan_lib.profiling import machine_description
 
 __all__ = [
     "PROVENANCE_FILE",
@@ -255,7 +255,7 @@ def write_provenance(run_dir: str | os.PathLike, commands: Sequence[str],
 
     Returns:
         The provenance dict written: ``commands``, ``sessions``, ``machine``
-        (:func:`ablation.machine_description`), ``environment``,
+        (:func:`profiling.machine_description`), ``environment``,
         ``train_elapsed_s`` (from the history: training time over all sessions),
         ``git_commit`` of the code and ``written`` (UTC time).
 
