@@ -171,7 +171,7 @@ def _add_train_parser(subparsers) -> None:
     parser.add_argument("--out", type=Path, required=True,
                         help="run folder to create (or to continue with --resume)")
     parser.add_argument("--preset", default=None,
-                        help="quick (every scale in ~3 min on a CPU), reference (~2 h on 2 "
+                        help="quick (every scale in ~3 min on a CPU), reference (~1 h on 2 "
                              "CPU cores), colab (one GPU for hours; needs a dataset built "
                              "with --clip-samples 65536), tiny (tests). Default: quick")
     parser.add_argument("--resume", action="store_true",

@@ -163,7 +163,7 @@ PRESETS = {
         jit_compile=False),
     "reference": Preset(
         name="reference",
-        description="the longest useful run on 2 CPU cores: about 2 hours",
+        description="the longest useful run on 2 CPU cores: about an hour",
         channels=(64, 64, 48, 32, 24, 16, 16), latent_dim=64, kernel_size=9,
         batch_sizes=(16, 16, 16, 16, 8, 8, 8),
         stable_steps=(600, 400, 400, 400, 400, 500, 800),
