@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from keras import ops
 
 from pggan_lib import layers as L
 
@@ -156,6 +157,18 @@ def test_upsample_suppresses_the_spectral_image():
     # Amplitude kept, and the original samples are (nearly) reproduced at even outputs.
     assert abs(np.sqrt(2) * interior.std() - 1.0) < 0.01
     np.testing.assert_allclose(y[256:-256:2], x[128:-128], atol=0.01)
+
+
+@pytest.mark.parametrize("layer_class", [L.Upsample1D, L.Downsample1D], ids=["up", "down"])
+def test_resampling_under_mixed_bfloat16_matches_float32(layer_class):
+    # Under mixed_bfloat16 the filters get bfloat16; they filter in float32 (oneDNN's
+    # bfloat16 depthwise convolution stalls on CPUs) and hand back bfloat16.
+    x = np.random.default_rng(0).standard_normal((2, 64, 3)).astype(np.float32)
+    reference = np.asarray(layer_class()(x))
+    low = layer_class(dtype="mixed_bfloat16")(x)
+    assert keras.backend.standardize_dtype(low.dtype) == "bfloat16"
+    # Error of rounding the input and the output to bfloat16 (8 mantissa bits).
+    np.testing.assert_allclose(np.asarray(ops.cast(low, "float32")), reference, atol=0.05)
 
 
 def test_lowpass_filter_rejects_bad_arguments():
