@@ -46,33 +46,6 @@ def parse_override(text):
         return field, value
 
 
-def print_table(result):
-    """The benchmark as a table, one row per scale."""
-    print(f"preset {result['preset']} on {result['device']}: channels {result['channels']}, "
-          f"kernel {result['kernel_size']}, latent {result['latent_dim']}, "
-          f"n_critic {result['n_critic']}, XLA {result['jit_compile']}, "
-          f"precision {result['precision']}")
-    size = result["matmul_size"]
-    print(f"fp32 matmul ({size}x{size}) in this process: {result['matmul_gflops']:.0f} GFLOP/s "
-          f"(oneDNN {'on' if result['onednn'] else 'off'}: it roughly doubles CPU "
-          "training speed)")
-    print(f"{'scale':>5} {'samples':>7} {'batch':>5} {'G params':>9} {'D params':>9} "
-          f"{'trace s':>7} {'steps/s':>8} {'clips/s':>8} {'x real':>7} {'GFLOP/s':>8} "
-          f"{'of matmul':>9} {'mem MB':>7}")
-    for row in result["scales"]:
-        print(f"{row['scale']:>5} {row['samples']:>7} {row['batch']:>5} "
-              f"{row['g_params']:>9} {row['d_params']:>9} {row['trace_s']:>7.1f} "
-              f"{row['steps_per_s']:>8.2f} {row['clips_per_s']:>8.1f} "
-              f"{row['realtime_factor']:>7.1f} {row['model_gflops_per_s']:>8.1f} "
-              f"{row['fraction_of_matmul']:>9.1%} {row['memory_mb']:>7.0f}")
-    if result["scales"]:
-        print(f"(mem: {result['scales'][0]['memory_kind']})")
-    generation = result["generation"]
-    print(f"finest-scale generator, batch 16: {generation['ms_per_batch']:.1f} ms per batch = "
-          f"{generation['realtime_factor']:.0f}x real time")
-    print(f"peak RSS: {result['peak_rss_mb']:.0f} MB")
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="quick")
@@ -93,7 +66,7 @@ def main(argv=None):
     result = profiling.benchmark_scales(
         args.preset, num_scales=args.scales, clip_samples=args.clip_samples, steps=args.steps,
         loss=args.loss, overrides=dict(args.overrides))
-    print_table(result)
+    print(profiling.format_benchmark(result))
     if args.json:
         argv = sys.argv if argv is None else [sys.argv[0]] + list(argv)
         result = {"command": shlex.join(["python"] + list(argv)), **result}

@@ -37,12 +37,14 @@ from pggan_lib import config, losses, models, training
 __all__ = [
     "GPU_PEAK_TFLOPS",
     "step_flops",
+    "schedule_flops",
     "run_flops",
     "matmul_flops_per_s",
     "device_description",
     "cpu_model_name",
     "machine_description",
     "benchmark_scales",
+    "format_benchmark",
     "estimate_run_hours",
     "expected_cost_table",
 ]
@@ -110,12 +112,41 @@ def _spec_for(preset, num_scales, clip_samples):
     return training.model_spec_for(preset, manifest)
 
 
+def schedule_flops(spec, schedule, n_critic=1, penalty=True) -> dict:
+    """Model FLOPs of a list of training phases (a whole schedule, or the part trained).
+
+    Args:
+        spec: ``models.ModelSpec`` of the run.
+        schedule: Phases: :class:`training.Phase` objects, or the dicts of a run's
+            ``config.json["schedule"]``; each has ``scale``, ``steps`` and ``batch_size``.
+        n_critic: Critic updates per generator update.
+        penalty: Whether the critic loss has the gradient penalty.
+
+    Returns:
+        ``{"total": FLOPs, "per_scale": [FLOPs of scale k, k = 0..K-1],
+        "steps": generator updates, "clips": real clips seen (sum of
+        steps * batch)}``.
+
+    Notebook: chapters/05_training_on_gpu.ipynb
+    """
+    per_scale = [0.0] * spec.num_scales
+    steps = clips = 0
+    for phase in schedule:
+        fields = phase if isinstance(phase, dict) else vars(phase)
+        scale, phase_steps, batch = fields["scale"], fields["steps"], fields["batch_size"]
+        per_scale[scale] += phase_steps * step_flops(spec, scale, batch, n_critic, penalty)
+        steps += phase_steps
+        clips += phase_steps * batch
+    return {"total": float(sum(per_scale)), "per_scale": per_scale, "steps": steps,
+            "clips": clips}
+
+
 def run_flops(preset, num_scales=config.DEFAULT_NUM_SCALES, clip_samples=None,
               loss="wgan-gp") -> dict:
     """Model FLOPs of a whole progressive run of a preset.
 
-    Sums ``phase.steps * step_flops(...)`` over :func:`training.make_schedule`
-    (fade and stable phases alike; the fade path is in ``count_flops``).
+    :func:`schedule_flops` of :func:`training.make_schedule` (fade and stable
+    phases alike; the fade path is in ``count_flops``).
 
     Args:
         preset: Name or ``config.Preset``.
@@ -133,16 +164,8 @@ def run_flops(preset, num_scales=config.DEFAULT_NUM_SCALES, clip_samples=None,
     """
     preset = config.get_preset(preset)
     spec = _spec_for(preset, num_scales, _clip_samples_for(preset, clip_samples))
-    penalty = losses.get_loss(loss).uses_penalty
-    per_scale = [0.0] * num_scales
-    steps = clips = 0
-    for phase in training.make_schedule(preset, num_scales):
-        per_scale[phase.scale] += phase.steps * step_flops(
-            spec, phase.scale, phase.batch_size, preset.n_critic, penalty)
-        steps += phase.steps
-        clips += phase.steps * phase.batch_size
-    return {"total": float(sum(per_scale)), "per_scale": per_scale, "steps": steps,
-            "clips": clips}
+    return schedule_flops(spec, training.make_schedule(preset, num_scales), preset.n_critic,
+                          losses.get_loss(loss).uses_penalty)
 
 
 # ---------------------------------------------------------------------------
@@ -347,6 +370,43 @@ def benchmark_scales(preset, num_scales=config.DEFAULT_NUM_SCALES, clip_samples=
         "peak_rss_mb": _peak_rss_mb(),
         "scales": rows,
     }
+
+
+def format_benchmark(result: dict) -> str:
+    """:func:`benchmark_scales`' result as a plain-text table, one row per scale.
+
+    Columns: scale, sample rate, batch, parameters of G and D, first step
+    (trace, plus XLA compile) in s, ms/step, steps/s, clips/s, audio seconds
+    trained per wall second, model GFLOP/s, that as a share of the fp32
+    matmul, memory in MB; then the memory kind and the finest generator's
+    speed.
+
+    Notebook: chapters/05_training_on_gpu.ipynb
+    """
+    lines = [
+        f"preset {result['preset']!r} on {result['device']}: channels {result['channels']}, "
+        f"kernel {result['kernel_size']}, clips of {result['clip_samples']} samples, "
+        f"precision {result['precision']}, XLA {result['jit_compile']}, "
+        f"oneDNN {'on' if result['onednn'] else 'off'}; fp32 matmul "
+        f"{result['matmul_gflops']:.0f} GFLOP/s",
+        f"{'scale':>5} {'rate':>6} {'batch':>5} {'G params':>9} {'D params':>9} {'first s':>7} "
+        f"{'ms/step':>9} {'steps/s':>8} {'clips/s':>8} {'x real':>7} {'GFLOP/s':>8} "
+        f"{'of matmul':>9} {'memory MB':>9}"]
+    for row in result["scales"]:
+        lines.append(
+            f"{row['scale']:5d} {row['sample_rate']:6d} {row['batch']:5d} {row['g_params']:9,d} "
+            f"{row['d_params']:9,d} {row['trace_s']:7.1f} {row['step_s'] * 1e3:9.1f} "
+            f"{row['steps_per_s']:8.2f} {row['clips_per_s']:8.1f} {row['realtime_factor']:7.1f} "
+            f"{row['model_gflops_per_s']:8.1f} {row['fraction_of_matmul']:9.1%} "
+            f"{row['memory_mb']:9.0f}")
+    if result["scales"]:
+        lines.append(f"memory: {result['scales'][0]['memory_kind']}")
+    generation = result["generation"]
+    lines.append(f"finest-scale generator, batch {generation['batch']}: "
+                 f"{generation['ms_per_batch']:.1f} ms per batch = "
+                 f"{generation['realtime_factor']:.0f}x real time; peak RSS "
+                 f"{result['peak_rss_mb']:.0f} MB")
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------

@@ -7,6 +7,7 @@ checked for consistency, never against a speed (DESIGN: speed is measured by
 benchmarks, not by timed tests).
 """
 
+import dataclasses
 import math
 import os
 
@@ -59,6 +60,19 @@ def test_run_flops_sums_the_schedule():
     assert profiling.run_flops("tiny", 3, 64, loss="report")["total"] < result["total"]
 
 
+def test_schedule_flops_takes_phases_or_config_dicts_and_a_partial_schedule():
+    spec = tiny_spec()
+    phases = training.make_schedule(TINY, 3)
+    whole = profiling.schedule_flops(spec, phases)
+    assert whole == profiling.run_flops("tiny", num_scales=3, clip_samples=64)
+    as_dicts = [dataclasses.asdict(phase) for phase in phases]  # config.json's form
+    assert profiling.schedule_flops(spec, as_dicts) == whole
+    # The part of a run that was trained: only the first phase, scale 0.
+    first = profiling.schedule_flops(spec, as_dicts[:1])
+    assert first["per_scale"] == [whole["per_scale"][0], 0.0, 0.0]
+    assert first["steps"] == phases[0].steps
+
+
 def test_run_flops_costs_a_preset_at_its_own_clip_length():
     colab = config.get_preset("colab")
     assert profiling.run_flops(colab)["total"] == \
@@ -98,6 +112,17 @@ def tiny_benchmark():
     assert TINY.min_clip_samples <= 64
     return profiling.benchmark_scales("tiny", num_scales=3, clip_samples=64, steps=2,
                                        matmul_size=256)
+
+
+def test_format_benchmark_has_one_row_per_scale_with_its_values(tiny_benchmark):
+    lines = profiling.format_benchmark(tiny_benchmark).splitlines()
+    rows = [line.split() for line in lines if line.split() and line.split()[0].isdigit()]
+    assert [int(r[0]) for r in rows] == [0, 1, 2]
+    for cells, row in zip(rows, tiny_benchmark["scales"]):
+        assert int(cells[1]) == row["sample_rate"] and int(cells[2]) == row["batch"]
+        assert float(cells[6]) == pytest.approx(row["step_s"] * 1e3, abs=0.05)
+        assert float(cells[8]) == pytest.approx(row["clips_per_s"], abs=0.05)
+    assert "x real time" in lines[-1]
 
 
 def test_benchmark_scales_rows_are_consistent(tiny_benchmark):
