@@ -59,15 +59,16 @@ def make_reference_run(argv=None) -> int:
     extra = (["--resume"] if resume else []) + (
         ["--max-minutes", str(args.max_minutes)] if args.max_minutes else [])
     code = _run(train + extra, sessions)
+    if code != 0:  # `pggan train` has said why (missing dataset, divergence, ...)
+        return code
 
     from pggan_lib import reference
 
     run = reference.load_reference_run(args.out)
-    finished = run.history["step"] and run.history["step"][-1] == (
-        run.config["schedule"][-1]["start_step"] + run.config["schedule"][-1]["steps"])
-    if code == 0 and finished:
+    last_phase = run.config["schedule"][-1]
+    if run.history["step"][-1] == last_phase["start_step"] + last_phase["steps"]:
         code = _run(evaluate, sessions)
-    elif code == 0:
+    else:
         print(f"training stopped at step {run.history['step'][-1]}; run this script again to "
               f"continue", file=sys.stderr)
     reference.write_provenance(args.out, [shlex.join(["pggan", *train]),
