@@ -464,6 +464,73 @@ def _run_ablate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_study_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "study",
+        help="quality per CPU-second of training recipes at the coarsest scale (chapter 5)",
+        description=(
+            "Train each arm (a preset plus changes: data, augmentation, EMA, optimiser, "
+            "penalty, width) for a fixed budget of training CPU-seconds at the coarsest "
+            "scale, several seeds, scoring the EMA and raw generators at doubling points "
+            "(FD, IS, NDB/K, spectral flatness against the real test split). Writes "
+            "OUT/runs/ARM_seedS.json, OUT/study.json (summary with seed spread) and "
+            "OUT/study.png. Finished runs are skipped, so a stopped study resumes."),
+        epilog="example:\n  pggan study --data data/demo_dataset --out results/study "
+               "--seeds 2 --budget-cpu-s 240",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True, help="dataset folder")
+    parser.add_argument("--out", type=Path, required=True, help="results folder (committed)")
+    parser.add_argument("--runs-dir", type=Path, default=None,
+                        help="scratch folder for training runs (default: a temporary folder)")
+    parser.add_argument("--seeds", type=_positive_int, default=2,
+                        help="seeds per arm, 0 .. N-1 (default 2)")
+    parser.add_argument("--budget-cpu-s", type=_positive_float, default=240.0,
+                        help="training CPU-seconds per run (default 240)")
+    parser.add_argument("--first-cpu-s", type=_positive_float, default=30.0,
+                        help="first scoring point; then doubling (default 30)")
+    parser.add_argument("--arms", nargs="*", default=None,
+                        help="only these arm names (default: all)")
+    parser.set_defaults(handler=_run_study)
+
+
+def _run_study(args: argparse.Namespace) -> int:
+    import shlex
+    import shutil
+    import tempfile
+
+    _check_dataset_dir(args.data)
+    if args.first_cpu_s > args.budget_cpu_s:
+        raise CommandError(f"--first-cpu-s {args.first_cpu_s:g} is larger than "
+                           f"--budget-cpu-s {args.budget_cpu_s:g}")
+    from pggan_lib import plots, study
+
+    arms = list(study.DEFAULT_ARMS)
+    if args.arms:
+        unknown = sorted(set(args.arms) - {a.name for a in arms})
+        if unknown:
+            raise CommandError(f"unknown arm(s) {', '.join(unknown)}; arms: "
+                               f"{', '.join(a.name for a in arms)}")
+        arms = [a for a in arms if a.name in args.arms]
+    runs_dir = args.runs_dir or Path(tempfile.mkdtemp(prefix="pggan-study-"))
+    command = (f"pggan study --data {shlex.quote(str(args.data))} "
+               f"--out {shlex.quote(str(args.out))} --seeds {args.seeds} "
+               f"--budget-cpu-s {args.budget_cpu_s:g} --first-cpu-s {args.first_cpu_s:g}"
+               + (" --arms " + " ".join(args.arms) if args.arms else ""))
+    try:
+        summary = study.run_study(args.data, args.out, runs_dir, arms, range(args.seeds),
+                                  args.budget_cpu_s, args.first_cpu_s, command=command)
+    except ValueError as error:
+        raise CommandError(str(error)) from error
+    finally:
+        if args.runs_dir is None:
+            shutil.rmtree(runs_dir, ignore_errors=True)
+    plots.plot_study_curves(summary["runs"]).savefig(args.out / "study.png", dpi=80,
+                                                     bbox_inches="tight")
+    print(study.format_study_table(summary))
+    print(f"pggan study: {len(summary['runs'])} runs in {args.out}")
+    return 0
+
+
 # ----------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``pggan`` argument parser with all subcommands."""
@@ -476,7 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_corpus_parser(subparsers)
     _add_dataset_parser(subparsers)
     for add_parser in (_add_train_parser, _add_generate_parser, _add_evaluate_parser,
-                       _add_classifiers_parser, _add_ablate_parser):
+                       _add_classifiers_parser, _add_ablate_parser, _add_study_parser):
         add_parser(subparsers)
     return parser
 

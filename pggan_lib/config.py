@@ -102,6 +102,10 @@ class Preset:
         activation: Default hidden activation (``report|leaky|linear|tanh``).
         minibatch_group_size: Group size of minibatch standard deviation.
         phase_shuffle: Critic phase-shuffle radius in samples (WaveGAN: 2; 0 = off).
+        data: ``"clips"`` (the dataset's fixed clips, shuffled) or ``"windows"``
+            (windows at random offsets of whole files, ``data.make_window_dataset``).
+        augment: Differentiable augmentations applied to real and generated
+            audio in both players' steps (names from ``layers.AUGMENT_NAMES``).
 
     Notebook: chapters/03_progressive_model.ipynb
     """
@@ -132,6 +136,8 @@ class Preset:
     activation: str = "leaky"
     minibatch_group_size: int = 4
     phase_shuffle: int = 2
+    data: str = "clips"
+    augment: tuple = ()
 
     def per_scale(self, field: str, num_scales: int) -> tuple:
         """Expand a per-scale field to exactly ``num_scales`` values (coarse -> fine)."""

@@ -67,6 +67,8 @@ __all__ = [
     "scale_sample_rate",
     "class_names",
     "make_tf_dataset",
+    "read_streams",
+    "make_window_dataset",
     "load_clips",
     "ensure_demo_dataset",
 ]
@@ -74,7 +76,7 @@ __all__ = [
 MANIFEST_NAME = "manifest.json"
 SPLITS = ("train", "test")
 #: Version of the on-disk layout; bump when records or manifest change meaning.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: Aim for shards of about this size (a few per split for hours of audio).
 _TARGET_SHARD_BYTES = 128 * 2 ** 20
 _MAX_SHARDS = 64
@@ -290,6 +292,58 @@ class _ShardWriter:
         return [{"file": n, "num_clips": c} for n, c in zip(self.names, self.counts) if c]
 
 
+class _StreamWriter:
+    """Appends each file's whole pyramid to one contiguous int16 stream per split and scale.
+
+    Streams hold the audio at its own level (after resampling, before any
+    normalisation); each file's gain per scale is decided when the file ends
+    (:meth:`end`), from its RMS and peak at that scale, and applied when
+    windows are read. One gain per file keeps the dynamics inside a piece.
+    """
+
+    def __init__(self, directory: Path, split: str, num_scales: int):
+        self.names = [_stream_name(split, k) for k in range(num_scales)]
+        self.files = [open(directory / n, "wb") for n in self.names]
+        self.positions = [0] * num_scales
+        self._begin()
+
+    def _begin(self) -> None:
+        self.start = list(self.positions)
+        self.energy = [0.0] * len(self.files)
+        self.peak = [0.0] * len(self.files)
+
+    def append(self, scales: list[np.ndarray]) -> None:
+        for k, clips in enumerate(scales):
+            signal = clips.reshape(-1)
+            self.files[k].write(np.clip(np.round(signal * 32768.0), -32768, 32767)
+                                .astype("<i2").tobytes())
+            self.positions[k] += signal.shape[0]
+            self.energy[k] += float(np.sum(signal.astype(np.float64) ** 2))
+            self.peak[k] = max(self.peak[k], float(np.max(np.abs(signal), initial=0.0)))
+
+    def end(self, target_db: float, peak: float, max_gain_db: float) -> dict[str, list]:
+        """Close the current file's part of the streams: its offsets, lengths and gains."""
+        lengths = [p - s for p, s in zip(self.positions, self.start)]
+        gains = []
+        for energy, top, n in zip(self.energy, self.peak, lengths):
+            rms = math.sqrt(energy / n) if n else 0.0
+            gain = 0.0 if rms == 0.0 else min(10 ** (target_db / 20) / rms, peak / top,
+                                              10 ** (max_gain_db / 20))
+            gains.append(round(gain, 6))
+        entry = {"offsets": list(self.start), "lengths": lengths, "gains": gains}
+        self._begin()
+        return entry
+
+    def close(self) -> list[dict[str, Any]]:
+        for file in self.files:
+            file.close()
+        return [{"file": n, "num_samples": p} for n, p in zip(self.names, self.positions)]
+
+
+def _stream_name(split: str, scale: int) -> str:
+    return f"{split}-stream-scale{scale}.pcm"
+
+
 def _duration(seconds: float) -> str:
     if seconds >= 3600:
         return f"{seconds / 3600:.2f} h"
@@ -415,7 +469,7 @@ def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
 
 def _install(partial: Path, out_dir: Path) -> None:
     """Replace an old dataset's files by the new ones; the manifest goes last."""
-    for old in list(out_dir.glob("*.tfrecord")) + [out_dir / MANIFEST_NAME]:
+    for old in [*out_dir.glob("*.tfrecord"), *out_dir.glob("*.pcm"), out_dir / MANIFEST_NAME]:
         if old.is_file():
             old.unlink()
     for new in sorted(partial.iterdir()):
@@ -539,6 +593,7 @@ def build_dataset(source_dir: str | os.PathLike, out_dir: str | os.PathLike,
         shutil.rmtree(partial)
     partial.mkdir(parents=True)
     writers = {split: _ShardWriter(partial, split, shards[split]) for split in SPLITS}
+    streams = {split: _StreamWriter(partial, split, num_scales) for split in SPLITS}
 
     # 3. Stream every file; a random (seeded) order mixes classes along each shard.
     order = [sources[i] for i in np.random.default_rng(seed).permutation(len(sources))]
@@ -558,9 +613,10 @@ def build_dataset(source_dir: str | os.PathLike, out_dir: str | os.PathLike,
         for key in order:
             entry = source_entries[key]
             try:
-                _write_file_clips(paths[key], entry, writers[split_of[key]], source_id[key],
-                                  label_of[key], sample_rate, clip_samples, num_scales,
-                                  target_db, peak, silence_db, max_gain_db)
+                _write_file_clips(paths[key], entry, writers[split_of[key]],
+                                  streams[split_of[key]], source_id[key], label_of[key],
+                                  sample_rate, clip_samples, num_scales, target_db, peak,
+                                  silence_db, max_gain_db)
             except audio.AudioError as error:
                 kept = entry["num_clips"]
                 skipped.append((key, error.reason + (f" (kept the {kept} clips before it)"
@@ -578,12 +634,13 @@ def build_dataset(source_dir: str | os.PathLike, out_dir: str | os.PathLike,
                 bar.update(round(seconds_read) - bar.n)
     finally:
         shard_lists = {split: writers[split].close() for split in SPLITS}
+        stream_lists = {split: streams[split].close() for split in SPLITS}
         if bar is not None:
             bar.close()
 
     skipped.sort()
     manifest = _make_manifest(source_root, classes, source_entries, sources, shard_lists,
-                              skipped, ignored, sample_rate, clip_samples, num_scales,
+                              stream_lists, skipped, ignored, sample_rate, clip_samples, num_scales,
                               test_fraction, seed, target_db, peak, silence_db, max_gain_db)
     if manifest["splits"]["train"]["num_clips"] + manifest["splits"]["test"]["num_clips"] == 0:
         shutil.rmtree(partial)
@@ -617,11 +674,15 @@ def build_dataset(source_dir: str | os.PathLike, out_dir: str | os.PathLike,
     return report
 
 
-def _write_file_clips(path: Path, entry: dict[str, Any], writer: _ShardWriter, source_id: int,
-                      label: int, sample_rate: int, clip_samples: int, num_scales: int,
-                      target_db: float, peak: float, silence_db: float,
-                      max_gain_db: float) -> None:
-    """Stream one file into ``writer``; keep ``entry``'s counts and seconds up to date."""
+def _write_file_clips(path: Path, entry: dict[str, Any], writer: _ShardWriter,
+                      streams: _StreamWriter, source_id: int, label: int, sample_rate: int,
+                      clip_samples: int, num_scales: int, target_db: float, peak: float,
+                      silence_db: float, max_gain_db: float) -> None:
+    """Stream one file into ``writer`` (clips) and ``streams`` (its whole pyramid).
+
+    Keeps ``entry``'s counts and seconds up to date and stores the file's
+    place in the streams as ``entry["stream"]``.
+    """
     samples_read = 0
 
     def counted_blocks():
@@ -634,6 +695,7 @@ def _write_file_clips(path: Path, entry: dict[str, Any], writer: _ShardWriter, s
     try:
         for scales in _pyramid_clip_batches(counted_blocks(), clip_samples, num_scales):
             finest = scales[-1]
+            streams.append(scales)
             loud = audio.rms_db(finest, axis=-1) >= silence_db
             entry["dropped_silent_clips"] += int((~loud).sum())
             per_scale = [_to_int16_bytes(audio.normalize_loudness(
@@ -646,6 +708,7 @@ def _write_file_clips(path: Path, entry: dict[str, Any], writer: _ShardWriter, s
             entry["num_clips"] += int(loud.sum())
     finally:
         entry["seconds"] = samples_read / sample_rate
+        entry["stream"] = streams.end(target_db, peak, max_gain_db)
 
 
 def _nothing_usable_message(source_root: Path, skipped: list[tuple[str, str]]) -> str:
@@ -655,8 +718,8 @@ def _nothing_usable_message(source_root: Path, skipped: list[tuple[str, str]]) -
             if skipped else f"no usable audio in {source_root}")
 
 
-def _make_manifest(source_root, classes, source_entries, sources, shard_lists, skipped, ignored,
-                   sample_rate, clip_samples, num_scales, test_fraction, seed, target_db, peak,
+def _make_manifest(source_root, classes, source_entries, sources, shard_lists, stream_lists,
+                   skipped, ignored, sample_rate, clip_samples, num_scales, test_fraction, seed, target_db, peak,
                    silence_db, max_gain_db) -> dict[str, Any]:
     splits = {}
     for split in SPLITS:
@@ -669,6 +732,7 @@ def _make_manifest(source_root, classes, source_entries, sources, shard_lists, s
             "dropped_silent_clips": sum(e["dropped_silent_clips"] for e in entries),
             "sources": [e["path"] for e in entries if e["num_clips"] > 0],
             "shards": shard_lists[split],
+            "streams": stream_lists[split],
         }
     for entry in source_entries.values():
         entry["seconds"] = round(entry["seconds"], 3)
@@ -693,12 +757,17 @@ def _make_manifest(source_root, classes, source_entries, sources, shard_lists, s
             "audio_k": "bytes: the clip at scale k (0 = coarsest) as little-endian int16 PCM; "
                        "float = int16 / 32768",
         },
+        "stream_layout": "SPLIT-stream-scaleK.pcm: every file of the split at scale K, "
+                         "one after another, little-endian int16 at the file's own level; "
+                         "sources[i].stream gives its offsets, lengths and gain per scale",
         "build_parameters": {
             "source_dir": str(source_root), "sample_rate": sample_rate,
             "clip_samples": clip_samples, "num_scales": num_scales,
             "test_fraction": test_fraction, "seed": seed, "target_db": target_db,
             "peak": peak, "silence_db": silence_db, "max_gain_db": max_gain_db,
-            "resampler": "soxr HQ", "loudness": "RMS per clip per scale, peak-limited",
+            "resampler": "soxr HQ",
+            "loudness": "clips: RMS per clip per scale; streams: one gain per file per "
+                        "scale; both peak-limited",
         },
     }
 
@@ -867,6 +936,116 @@ def make_tf_dataset(dataset_dir: str | os.PathLike, split: str = "train",
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     dataset = dataset.map(_to_float, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def read_streams(dataset_dir: str | os.PathLike, split: str = "train", scale: int | None = None
+                 ) -> dict[str, np.ndarray]:
+    """The contiguous pyramid of every file of a split at one scale (for random windows).
+
+    Args:
+        dataset_dir: A folder made by :func:`build_dataset` (format 2 or later).
+        split: ``"train"`` or ``"test"``.
+        scale: Scale index (0 = coarsest); default the finest.
+
+    Returns:
+        Dict: ``pcm`` int16 ``(total_samples,)`` (memory-mapped, every file
+        one after another at its own level), and per file (rows in manifest
+        order): ``offsets``, ``lengths`` int64, ``gains`` float32 (the file's
+        loudness gain at this scale), ``labels`` int32.
+
+    Raises:
+        DatasetError: Unknown split, a dataset built before streams existed, or
+            a stream file whose size does not match the manifest.
+
+    Notebook: chapters/01_audio_fundamentals.ipynb
+    """
+    manifest = read_manifest(dataset_dir)
+    scale = _check_scale(manifest, scale)
+    _shard_paths(manifest, split)  # checks the split name and that it has audio
+    streams = manifest["splits"][split].get("streams")
+    if not streams:
+        raise DatasetError(f"{manifest['dataset_dir']} was built before random-window training "
+                           f"existed (no audio streams in its manifest); rebuild it with "
+                           f"`pggan dataset SOURCE {manifest['dataset_dir']} --overwrite`")
+    path = Path(manifest["dataset_dir"]) / streams[scale]["file"]
+    expected = int(streams[scale]["num_samples"])
+    if not path.is_file() or path.stat().st_size != 2 * expected:
+        size = path.stat().st_size if path.is_file() else "missing"
+        raise DatasetError(f"{path}: stream file damaged or missing (size {size}, manifest "
+                           f"says {2 * expected} bytes); rebuild the dataset with --overwrite")
+    entries = [e for e in manifest["sources"] if e["split"] == split and e.get("stream")
+               and e["stream"]["lengths"][scale] > 0]
+    names = manifest["class_names"]
+    return {"pcm": np.memmap(path, dtype="<i2", mode="r", shape=(expected,)),
+            "offsets": np.array([e["stream"]["offsets"][scale] for e in entries], np.int64),
+            "lengths": np.array([e["stream"]["lengths"][scale] for e in entries], np.int64),
+            "gains": np.array([e["stream"]["gains"][scale] for e in entries], np.float32),
+            "labels": np.array([names.index(e["class"]) for e in entries], np.int32)}
+
+
+def make_window_dataset(dataset_dir: str | os.PathLike, split: str = "train",
+                        scale: int | None = None, batch_size: int = 16, seed: int = 0,
+                        start_batch: int = 0, window_samples: int | None = None
+                        ) -> tf.data.Dataset:
+    """Endless batches of windows at random offsets of the split's files.
+
+    Every start position of every file is equally likely (a long file is
+    drawn more often than a short one), so the critic never sees the same
+    fixed clip twice. Batch ``b`` is a pure function of ``(seed, b)``
+    (stateless random ops), which makes a resumed run's data equal an
+    uninterrupted run's: pass ``start_batch`` instead of skipping batches.
+    Each window is scaled by its file's gain (one per file and scale, see
+    :func:`build_dataset`), so loudness varies between and inside pieces as
+    in the music.
+
+    Args:
+        dataset_dir: A folder made by :func:`build_dataset` (format 2 or later).
+        split: ``"train"`` or ``"test"``.
+        scale: Scale index (0 = coarsest); default the finest.
+        batch_size: Windows per batch.
+        seed: Seed of the window positions.
+        start_batch: Index of the first batch (resume).
+        window_samples: Window length at this scale (default: the dataset's
+            clip length at that scale).
+
+    Returns:
+        ``tf.data.Dataset`` of ``(audio, label)``: float32
+        ``(batch, window_samples, 1)`` and int32 ``(batch,)``.
+
+    Raises:
+        DatasetError: As :func:`read_streams`, or no file as long as a window.
+
+    Notebook: chapters/01_audio_fundamentals.ipynb
+    """
+    manifest = read_manifest(dataset_dir)
+    scale = _check_scale(manifest, scale)
+    window = int(window_samples or scale_samples(manifest, scale))
+    streams = read_streams(dataset_dir, split, scale)
+    usable = streams["lengths"] >= window
+    if not usable.any():
+        raise DatasetError(f"{dataset_dir}: no {split} file holds a window of {window} samples "
+                           f"at scale {scale}")
+    starts = np.cumsum(np.where(usable, streams["lengths"] - window + 1, 0))
+    pcm = tf.constant(np.asarray(streams["pcm"]))
+    cumulative = tf.constant(starts, tf.int64)
+    before = tf.constant(np.concatenate([[0], starts[:-1]]), tf.int64)  # starts before file i
+    offsets = tf.constant(streams["offsets"], tf.int64)
+    gains = tf.constant(streams["gains"] / 32768.0, tf.float32)
+    labels = tf.constant(streams["labels"], tf.int32)
+    total = int(starts[-1])
+
+    def batch_at(index):
+        position = tf.random.stateless_uniform([batch_size], seed=tf.stack(
+            [tf.constant(seed, tf.int64), index]), minval=0, maxval=total, dtype=tf.int64)
+        file = tf.searchsorted(cumulative, position, side="right")
+        start = tf.gather(offsets, file) + position - tf.gather(before, file)
+        samples = tf.gather(pcm, start[:, None] + tf.range(window, dtype=tf.int64)[None, :])
+        batch = tf.cast(samples, tf.float32) * tf.gather(gains, file)[:, None]
+        return batch[..., None], tf.gather(labels, file)
+
+    dataset = tf.data.Dataset.range(int(start_batch), 2 ** 62)
+    return dataset.map(batch_at, num_parallel_calls=tf.data.AUTOTUNE,
+                       deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 
 def load_clips(dataset_dir: str | os.PathLike, split: str = "test", scale: int | None = None,

@@ -57,6 +57,8 @@ __all__ = [
     "classifier_features",
     "normalized_log_spectra",
     "mean_log_spectrum",
+    "spectral_flatness",
+    "TONALITY_BAND_HZ",
     "confusion_matrix",
     "train_classifier",
     "load_or_train_classifiers",
@@ -259,6 +261,59 @@ def normalized_log_spectra(clips: np.ndarray, sample_rate: float,
     flat -= flat.mean(axis=1, keepdims=True)
     norms = np.linalg.norm(flat, axis=1, keepdims=True)
     return (flat / np.where(norms > 1e-9, norms, 1.0)).astype(np.float32)
+
+
+#: The band (Hz) in which :func:`spectral_flatness` measures tonality: above
+#: the rumble of a DC offset, below the top of the 8 kHz scale's usable range.
+TONALITY_BAND_HZ = (60.0, 4000.0)
+
+
+def spectral_flatness(clips: np.ndarray, sample_rate: float,
+                      band_hz: tuple[float, float] = TONALITY_BAND_HZ,
+                      frame_seconds: float = 0.064, silence_db: float = -60.0) -> np.ndarray:
+    """Tonality of each clip: spectral flatness in a band, averaged over frames.
+
+    Flatness of one frame is the geometric over the arithmetic mean of its
+    power spectrum in the band: 1 for white noise, near 0 for a few sharp
+    partials (notes). IS and FD on band statistics can be fooled by noise
+    with the right spectral envelope; flatness cannot, because it looks at
+    the fine structure inside bands. The band is cut to what the scale's rate
+    holds (at most 0.9 x Nyquist), so coarse scales are measured on fewer
+    octaves of the same range.
+
+    Args:
+        clips: ``(N, samples)`` or ``(N, samples, 1)`` float audio.
+        sample_rate: Their rate in Hz.
+        band_hz: ``(low, high)`` band in Hz.
+        frame_seconds: Frame length (64 ms: 15.6 Hz bins at every rate).
+        silence_db: Frames quieter than this (RMS, dBFS) are left out; a clip
+            with no loud frame gets flatness 1 (it holds no notes).
+
+    Returns:
+        float64 ``(N,)`` in (0, 1]: mean frame flatness per clip.
+
+    Raises:
+        EvaluationError: Bad clips, or a band with fewer than 2 FFT bins at this rate.
+
+    Notebook: chapters/06_evaluation.ipynb
+    """
+    x = _as_clips(clips, "clips").astype(np.float64)
+    n_fft = _fft_size(sample_rate, frame_seconds, x.shape[1])
+    frames = np.lib.stride_tricks.sliding_window_view(x, n_fft, axis=1)[:, ::n_fft // 2]
+    power = np.abs(np.fft.rfft(frames * np.hanning(n_fft + 2)[1:-1], axis=-1)) ** 2
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    high = min(band_hz[1], 0.45 * sample_rate)
+    in_band = (freqs >= band_hz[0]) & (freqs <= high)
+    if in_band.sum() < 2:
+        raise EvaluationError(f"spectral_flatness: band {band_hz[0]:g}-{high:g} Hz holds "
+                              f"{int(in_band.sum())} FFT bin(s) at {sample_rate:g} Hz; "
+                              f"widen band_hz or use longer frames")
+    band = power[..., in_band] + _FLOOR_POWER
+    flatness = np.exp(np.log(band).mean(axis=-1)) / band.mean(axis=-1)
+    loud = 10.0 * np.log10(np.mean(frames ** 2, axis=-1) + _FLOOR_POWER) >= silence_db
+    counts = loud.sum(axis=1)
+    total = np.where(loud, flatness, 0.0).sum(axis=1)
+    return np.where(counts > 0, total / np.maximum(counts, 1), 1.0)
 
 
 def _as_clips(clips: np.ndarray, name: str) -> np.ndarray:
@@ -840,8 +895,10 @@ def evaluate_clips(classifier: ScaleClassifier, clips: np.ndarray, train_clips: 
     Returns:
         Dict: ``n``, ``inception_score``, ``inception_score_std``,
         ``frechet_distance``, ``ndb``, ``ndb_over_k``, ``nn_median``, ``nn_mean``,
-        ``nn_min``, ``closest_pairs`` (list of ``[clip index, train index,
-        distance]``), ``predicted_class_shares`` (list of C).
+        ``nn_min``, ``spectral_flatness`` (median over clips, see
+        :func:`spectral_flatness`) and its ``spectral_flatness_iqr``,
+        ``closest_pairs`` (list of ``[clip index, train index, distance]``),
+        ``predicted_class_shares`` (list of C).
 
     Notebook: chapters/06_evaluation.ipynb
     """
@@ -862,10 +919,13 @@ def evaluate_clips(classifier: ScaleClassifier, clips: np.ndarray, train_clips: 
                                             reference["spectra"])
     order = np.argsort(distances)[:closest]
     shares = np.bincount(probs.argmax(axis=1), minlength=probs.shape[1]) / len(x)
+    flatness = spectral_flatness(x, rate)
     return {"n": int(len(x)), "inception_score": is_mean, "inception_score_std": is_std,
             "frechet_distance": fd, "ndb": bins["ndb"], "ndb_over_k": bins["ndb_over_k"],
             "nn_median": float(np.median(distances)), "nn_mean": float(distances.mean()),
             "nn_min": float(distances.min()),
+            "spectral_flatness": float(np.median(flatness)),
+            "spectral_flatness_iqr": [float(q) for q in np.percentile(flatness, [25, 75])],
             "closest_pairs": [[int(i), int(indices[i]), float(distances[i])] for i in order],
             "predicted_class_shares": shares.round(4).tolist()}
 
@@ -1022,18 +1082,24 @@ def record_phase_metrics(run_dir: str | os.PathLike, dataset_dir: str | os.PathL
     return entry
 
 
+def _flatness_text(metrics: dict[str, Any]) -> str:
+    # metrics.json files written before the tonality measure existed have none.
+    value = metrics.get("spectral_flatness")
+    return "-" if value is None else f"{value:.3f}"
+
+
 def format_metrics_table(metrics: dict[str, Any]) -> str:
     """A plain-text table of :func:`evaluate_run`'s result, one row per scale and source.
 
     Columns: scale, rate, classifier accuracy, source (real test / ema / raw),
     IS (and IS / C), Fréchet distance to train, NDB/K, median nearest-neighbour
-    distance to train.
+    distance to train, median spectral flatness (tonality: lower is more tonal).
 
     Notebook: chapters/06_evaluation.ipynb
     """
     num_classes = len(metrics["class_names"])
     header = (f"{'scale':>5} {'rate':>6} {'acc':>5} {'source':>9} {'IS':>12} {'IS/C':>5} "
-              f"{'FD':>8} {'NDB/K':>6} {'NN med':>7}")
+              f"{'FD':>8} {'NDB/K':>6} {'NN med':>7} {'flat':>6}")
     lines = [header, "-" * len(header)]
     for scale, entry in metrics["scales"].items():
         first = True
@@ -1048,6 +1114,6 @@ def format_metrics_table(metrics: dict[str, Any]) -> str:
                          f"{m['inception_score_std']:<5.2f} "
                          f"{m['inception_score'] / num_classes:>5.2f} "
                          f"{m['frechet_distance']:>8.3g} {m['ndb_over_k']:>6.2f} "
-                         f"{m['nn_median']:>7.3f}")
+                         f"{m['nn_median']:>7.3f} {_flatness_text(m):>6}")
             first = False
     return "\n".join(lines)

@@ -18,6 +18,8 @@ and are registered with Keras under the package name ``"pggan"``, so a
   depthwise convolution.
 * :class:`PhaseShuffle`: WaveGAN's random shift of the critic's activations.
 * :class:`ReportActivation`: the report's ``f(x) = tanh(x) + x / alpha``.
+* :func:`augment_audio`: differentiable augmentation of real and generated
+  audio alike (gain, polarity, time shift, cut-out, noise).
 
 Notebook: chapters/03_progressive_model.ipynb
 """
@@ -44,6 +46,9 @@ __all__ = [
     "make_activation",
     "ACTIVATION_NAMES",
     "lowpass_filter",
+    "AUGMENT_NAMES",
+    "check_augment",
+    "augment_audio",
 ]
 
 #: Names accepted by :func:`make_activation`.
@@ -576,3 +581,83 @@ def make_activation(name, alpha=1.0, layer_name=None):
     if name == "tanh":
         return keras.layers.Activation("tanh", **kwargs)
     raise ValueError(f"make_activation name must be one of {ACTIVATION_NAMES}, got {name!r}")
+
+
+# ---------------------------------------------------------------------------
+# Differentiable augmentation (DiffAugment for audio)
+# ---------------------------------------------------------------------------
+
+#: Names accepted by :func:`augment_audio`, in the order they are applied.
+AUGMENT_NAMES = ("gain", "polarity", "shift", "cutout", "noise")
+#: Strengths: gain in +-6 dB, shift up to 1/8 of the window (zero filled), a
+#: cut-out (silenced) segment of 1/4 of the window, noise at -40 dBFS RMS.
+AUGMENT_GAIN_DB = 6.0
+AUGMENT_SHIFT_FRACTION = 0.125
+AUGMENT_CUTOUT_FRACTION = 0.25
+AUGMENT_NOISE_STD = 0.01
+#: Uniform numbers each augmented example needs (gain, polarity, shift, cutout).
+AUGMENT_UNIFORMS = 4
+
+
+def check_augment(policy) -> tuple:
+    """Validate an augmentation policy: a sequence of :data:`AUGMENT_NAMES`.
+
+    Returns:
+        The policy as a tuple.
+
+    Raises:
+        ValueError: An unknown name (the message lists the valid ones).
+
+    Notebook: chapters/03_progressive_model.ipynb
+    """
+    policy = tuple(policy or ())
+    unknown = [name for name in policy if name not in AUGMENT_NAMES]
+    if unknown:
+        raise ValueError(f"unknown augmentation {unknown}; choose from {AUGMENT_NAMES}")
+    return policy
+
+
+def augment_audio(x, uniforms, noise=None, policy=AUGMENT_NAMES):
+    """Randomly transform a batch of audio, differentiably (DiffAugment).
+
+    Applied alike to real and generated audio in both players' steps, so the
+    critic cannot tell them apart by the transformation and the generator is
+    not pushed to make augmented-looking audio (Zhao et al., 2020). Every
+    transformation is a gather or a product with the input, so gradients
+    flow back to the generator.
+
+    Args:
+        x: ``(batch, samples, channels)`` audio.
+        uniforms: ``(batch, AUGMENT_UNIFORMS)`` numbers in [0, 1): gain,
+            polarity, shift and cutout position of each example.
+        noise: ``(batch, samples, channels)`` standard normal noise (needed
+            when the policy has ``"noise"``).
+        policy: Names from :data:`AUGMENT_NAMES`.
+
+    Returns:
+        Augmented audio, same shape and dtype as ``x``.
+
+    Notebook: chapters/03_progressive_model.ipynb
+    """
+    policy = check_augment(policy)
+    samples = ops.shape(x)[1]
+    u = ops.cast(uniforms, x.dtype)
+    if "gain" in policy:
+        x = x * ops.power(10.0, (2.0 * u[:, 0] - 1.0) * (AUGMENT_GAIN_DB / 20.0))[:, None, None]
+    if "polarity" in policy:
+        x = x * ops.where(u[:, 1] < 0.5, -1.0, 1.0)[:, None, None]
+    time = ops.arange(samples)
+    if "shift" in policy:
+        limit = int(round(AUGMENT_SHIFT_FRACTION * samples))
+        shift = ops.cast(ops.round((2.0 * u[:, 2] - 1.0) * limit), "int32")
+        source = time[None, :] - shift[:, None]
+        valid = ops.cast((source >= 0) & (source < samples), x.dtype)
+        x = tf.gather(x, ops.clip(source, 0, samples - 1), batch_dims=1) * valid[..., None]
+    if "cutout" in policy:
+        width = int(round(AUGMENT_CUTOUT_FRACTION * samples))
+        start = ops.cast(ops.floor(u[:, 3] * (samples - width + 1)), "int32")[:, None]
+        keep = (time[None, :] < start) | (time[None, :] >= start + width)
+        x = x * ops.cast(keep, x.dtype)[..., None]
+    if "noise" in policy:
+        x = x + AUGMENT_NOISE_STD * ops.cast(noise, x.dtype)
+    return x

@@ -27,6 +27,7 @@ __all__ = [
     "shade_phases",
     "plot_run_curves",
     "plot_metrics_per_scale",
+    "plot_study_curves",
 ]
 
 #: The report's colours: D(x) blue, D(G(z)) orange, Delta green.
@@ -337,5 +338,51 @@ def plot_metrics_per_scale(entries: Mapping[Any, Mapping[str, Any]], num_classes
         ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_study_curves(runs: Sequence[Mapping[str, Any]], metric: str = "frechet_distance",
+                      source: str = "ema", arms: Sequence[str] | None = None) -> plt.Figure:
+    """Quality against training CPU-seconds, one line per study arm (mean over seeds, range shaded).
+
+    Args:
+        runs: Records of ``study.run_study_arm`` (``results/study/runs/*.json``).
+        metric: ``"frechet_distance"``, ``"inception_score"``, ``"ndb_over_k"`` or
+            ``"spectral_flatness"``.
+        source: ``"ema"`` or ``"raw"`` generator.
+        arms: Arm names to draw, in this order (default: all, as they come).
+
+    Returns:
+        The figure: log-log axes, the real test clips' value as a dashed line.
+
+    Notebook: chapters/05_training_on_gpu.ipynb
+    """
+    by_arm: dict[str, list] = {}
+    for run in runs:
+        by_arm.setdefault(run["arm"]["name"], []).append(run)
+    names = list(arms) if arms is not None else list(by_arm)
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for name in names:
+        seeds = [r for r in by_arm.get(name, []) if r["points"]]
+        if not seeds:
+            continue
+        length = min(len(r["points"]) for r in seeds)
+        cpu = np.array([np.mean([r["points"][i]["cpu_s"] for r in seeds]) for i in range(length)])
+        values = np.array([[(r["points"][i][source] or {}).get(metric, np.nan) for r in seeds]
+                           for i in range(length)], dtype=float)
+        line, = ax.plot(cpu, np.nanmean(values, axis=1), marker="o", ms=3, label=name)
+        if len(seeds) > 1:
+            ax.fill_between(cpu, np.nanmin(values, axis=1), np.nanmax(values, axis=1),
+                            color=line.get_color(), alpha=0.15)
+    real = runs[0]["real"][metric] if runs else None
+    if real is not None:
+        ax.axhline(real, color="k", ls="--", lw=1, label="real test clips")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("training CPU-seconds")
+    ax.set_ylabel(f"{metric.replace('_', ' ')} ({source})")
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     return fig

@@ -42,7 +42,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from pggan_lib import audio, data, losses, models
+from pggan_lib import audio, data, layers, losses, models
 from pggan_lib.config import Preset, get_preset, scale_sample_rate
 
 __all__ = [
@@ -255,8 +255,9 @@ class ProgressiveGAN(keras.Model):
 
     def __init__(self, generator, critic, ema_generator, *, latent_dim, loss="wgan-gp",
                  n_critic=1, gp_weight=10.0, drift_weight=1e-3, ema_decay=0.999,
-                 conditional=False, seed=0, **kwargs):
+                 conditional=False, seed=0, augment=(), **kwargs):
         super().__init__(**kwargs)
+        self.augment = layers.check_augment(augment)
         self.generator = generator
         self.critic = critic
         self.ema_generator = ema_generator
@@ -317,14 +318,22 @@ class ProgressiveGAN(keras.Model):
             ema.assign(decay * ema + (1.0 - decay) * ops.cast(weight, ema.dtype))
 
     # -- randomness -------------------------------------------------------
-    def draw_noise(self, batch_size):
-        """Latents and interpolation coefficients for one step of a global batch.
+    def draw_noise(self, batch_size, samples=None):
+        """Latents, interpolation and augmentation randomness for one step of a global batch.
+
+        Args:
+            batch_size: Global batch size B.
+            samples: Clip length T at the current scale (needed for noise augmentation).
 
         Returns:
             Dict with ``z_critic`` ``(n_critic, B, latent_dim)``, ``z_generator``
-            ``(B, latent_dim)`` and ``epsilon`` ``(n_critic, B, 1, 1)`` ~ U[0, 1].
+            ``(B, latent_dim)``, ``epsilon`` ``(n_critic, B, 1, 1)`` ~ U[0, 1];
+            with augmentation also ``aug_uniform`` ``(2 n_critic + 1, B, 4)`` and,
+            for noise, ``aug_noise`` ``(2 n_critic + 1, B, T, 1)`` (rows 2i and
+            2i + 1: real and fake of critic update i; the last: the generator's).
         """
-        return {
+        noise = self._augment_noise(batch_size, samples) if self.augment else {}
+        return {**noise,
             "z_critic": keras.random.normal((self.n_critic, batch_size, self.latent_dim),
                                             seed=self.seed_generator),
             "z_generator": keras.random.normal((batch_size, self.latent_dim),
@@ -334,6 +343,22 @@ class ProgressiveGAN(keras.Model):
                                                          seed=self.seed_generator),
                 (self.n_critic, batch_size, 1, 1)),
         }
+
+    def _augment_noise(self, batch_size, samples):
+        draws = 2 * self.n_critic + 1
+        noise = {"aug_uniform": keras.random.uniform(
+            (draws, batch_size, layers.AUGMENT_UNIFORMS), seed=self.seed_generator)}
+        if "noise" in self.augment:
+            noise["aug_noise"] = keras.random.normal((draws, batch_size, samples, 1),
+                                                     seed=self.seed_generator)
+        return noise
+
+    def _augmented(self, x, noise, row):
+        """``x`` through this step's augmentation number ``row`` (identity without one)."""
+        if not self.augment:
+            return x
+        extra = noise["aug_noise"][row] if "aug_noise" in noise else None
+        return layers.augment_audio(x, noise["aug_uniform"][row], extra, self.augment)
 
     # -- forward helpers ------------------------------------------------
     def _generate(self, generator, z, labels, training):
@@ -364,7 +389,7 @@ class ProgressiveGAN(keras.Model):
         real, labels = data
         real = ops.cast(real, "float32")
         if noise is None:
-            noise = self.draw_noise(ops.shape(real)[0])
+            noise = self.draw_noise(ops.shape(real)[0], ops.shape(real)[1])
         replicas = tf.distribute.get_replica_context().num_replicas_in_sync
         # Gradients are summed over replicas by the optimiser: scale so they average.
         per_replica = 1.0 / replicas
@@ -372,14 +397,16 @@ class ProgressiveGAN(keras.Model):
         for i in range(self.n_critic):
             fake = ops.cast(self._generate(self.generator, noise["z_critic"][i], labels, True),
                             "float32")
+            real_seen = self._augmented(real, noise, 2 * i)
+            fake = self._augmented(fake, noise, 2 * i + 1)
             with tf.GradientTape() as tape:
-                d_real = self._criticize(real, labels)
+                d_real = self._criticize(real_seen, labels)
                 d_fake = self._criticize(fake, labels)
                 penalty = ops.zeros((), "float32")
                 if self.loss_fns.uses_penalty:
                     # The global batch's coefficients: same penalty on 1 or N devices.
                     penalty = losses.gradient_penalty(
-                        lambda x: self._criticize(x, labels), real, fake,
+                        lambda x: self._criticize(x, labels), real_seen, fake,
                         epsilon=noise["epsilon"][i])
                 d_loss = self.loss_fns.critic_loss(d_real, d_fake, penalty)
                 scaled = self.d_optimizer.scale_loss(d_loss * per_replica)
@@ -389,7 +416,7 @@ class ProgressiveGAN(keras.Model):
 
         with tf.GradientTape() as tape:
             fake = self._generate(self.generator, noise["z_generator"], labels, True)
-            d_fake_g = self._criticize(fake, labels)
+            d_fake_g = self._criticize(self._augmented(fake, noise, 2 * self.n_critic), labels)
             g_loss = self.loss_fns.generator_loss(d_real, d_fake_g)
             scaled = self.g_optimizer.scale_loss(g_loss * per_replica)
         g_grads = tape.gradient(scaled, self._scale_vars.generator)
@@ -468,7 +495,7 @@ def build_gan(spec, preset: Preset, loss="wgan-gp", seed=0, strategy=None):
                 models.build_generator(spec), latent_dim=spec.latent_dim, loss=loss,
                 n_critic=preset.n_critic, gp_weight=preset.gp_weight,
                 drift_weight=preset.drift_weight, ema_decay=preset.ema_decay,
-                conditional=spec.num_classes > 0, seed=seed)
+                conditional=spec.num_classes > 0, seed=seed, augment=preset.augment)
 
             def adam():
                 optimizer = keras.optimizers.Adam(preset.learning_rate, beta_1=preset.beta_1,
@@ -735,9 +762,9 @@ def _make_step_function(gan: ProgressiveGAN, strategy, global_batch, jit_compile
             rid = tf.distribute.get_replica_context().replica_id_in_sync_group
             real = _strided_share(real, replicas, rid)
             labels = _strided_share(labels, replicas, rid)
-            noise = {"z_critic": _strided_share(noise["z_critic"], replicas, rid, axis=1),
-                     "z_generator": _strided_share(noise["z_generator"], replicas, rid),
-                     "epsilon": _strided_share(noise["epsilon"], replicas, rid, axis=1)}
+            # Every entry but z_generator has the batch on axis 1.
+            noise = {k: _strided_share(v, replicas, rid, axis=0 if k == "z_generator" else 1)
+                     for k, v in noise.items()}
         return gan.train_step((real, labels), noise)
 
     # autograph off: the step has no tensor-dependent Python control flow, and
@@ -747,7 +774,7 @@ def _make_step_function(gan: ProgressiveGAN, strategy, global_batch, jit_compile
 
     @tf.function(autograph=False)
     def step(real, labels):
-        noise = gan.draw_noise(global_batch)
+        noise = gan.draw_noise(global_batch, real.shape[1])
         values = strategy.run(replica_step, args=(real, labels, noise))
         values = {k: strategy.reduce("MEAN", v, axis=None) for k, v in values.items()}
         if replicas > 1:
@@ -755,6 +782,22 @@ def _make_step_function(gan: ProgressiveGAN, strategy, global_batch, jit_compile
         return values
 
     return step
+
+
+#: Values of ``Preset.data``.
+DATA_MODES = ("clips", "windows")
+
+
+def _phase_batches(data_dir, preset, phase, seed, first):
+    """The phase's seeded batches of real audio, from batch ``first`` on (resume)."""
+    phase_seed = seed * 1009 + phase.index
+    if preset.data == "windows":
+        return data.make_window_dataset(data_dir, "train", phase.scale, phase.batch_size,
+                                        seed=phase_seed, start_batch=first)
+    dataset = data.make_tf_dataset(data_dir, split="train", scale=phase.scale,
+                                   batch_size=phase.batch_size, shuffle=True, repeat=True,
+                                   seed=phase_seed)
+    return dataset.skip(first) if first else dataset
 
 
 def _resolve_options(run_dir, resume, preset, loss, activation, conditional, seed,
@@ -810,7 +853,7 @@ def _save_generator(gan, run_dir, phase, global_step):
 def train(data_dir, run_dir, preset=None, resume=False, loss=None, activation=None,
           conditional=None, seed=None, max_minutes=None, max_steps=None, strategy=None,
           overrides=None, progress=True, critic_output=None,
-          keep_checkpoints=_KEEP_CHECKPOINTS, on_phase_end=None) -> dict:
+          keep_checkpoints=_KEEP_CHECKPOINTS, on_phase_end=None, on_step=None) -> dict:
     """Train a progressive GAN on a built dataset, scale by scale.
 
     Phases: scale 0 stable, then for each finer scale a fade-in (alpha 0 -> 1
@@ -853,6 +896,10 @@ def train(data_dir, run_dir, preset=None, resume=False, loss=None, activation=No
             as that phase left it (e.g. to evaluate it; ``pggan train
             --evaluate``). A phase cut short by a kill is reported again on
             resume, so the callback should overwrite, not append.
+        on_step: Called as ``on_step(gan, phase, global_step)`` after every step;
+            when it returns True the run checkpoints and stops there (as with
+            ``max_steps``; resume continues). For side work such as measuring
+            quality during a run (``pggan study``).
 
     Returns:
         The run's history (:func:`read_history`): dict of columns, one entry per
@@ -887,6 +934,12 @@ def train(data_dir, run_dir, preset=None, resume=False, loss=None, activation=No
         if resume:
             raise RunError("overrides apply to new runs only; a resumed run keeps its preset")
         preset = options["preset"] = preset.replace(**overrides)
+    if preset.data not in DATA_MODES:
+        raise RunError(f"preset field data={preset.data!r}: choose one of {DATA_MODES}")
+    try:
+        layers.check_augment(preset.augment)
+    except ValueError as error:
+        raise RunError(f"preset field augment: {error}") from None
     if options["loss"] not in losses.LOSS_NAMES:
         raise RunError(f"unknown loss {options['loss']!r}; choose one of {losses.LOSS_NAMES}")
 
@@ -978,11 +1031,7 @@ def train(data_dir, run_dir, preset=None, resume=False, loss=None, activation=No
                 step_functions[key] = _make_step_function(gan, strategy, phase.batch_size,
                                                           preset.jit_compile)
             step_fn = step_functions[key]
-            dataset = data.make_tf_dataset(
-                data_dir, split="train", scale=phase.scale, batch_size=phase.batch_size,
-                shuffle=True, repeat=True, seed=options["seed"] * 1009 + phase.index)
-            # Resume: the phase's seeded stream, minus the batches already used.
-            batches = iter(dataset.skip(first) if first else dataset)
+            batches = iter(_phase_batches(data_dir, preset, phase, options["seed"], first))
             tick, tick_step = time.monotonic(), global_step
             for i in range(first, phase.steps):
                 alpha = fade_alpha(phase, i)
@@ -1024,7 +1073,8 @@ def train(data_dir, run_dir, preset=None, resume=False, loss=None, activation=No
                 if phase_end:
                     _save_generator(gan, run_dir, phase, global_step)
                 out_of_time = deadline is not None and time.monotonic() > deadline
-                stop_here = max_steps is not None and global_step >= max_steps
+                stop_here = ((max_steps is not None and global_step >= max_steps)
+                             or (on_step is not None and bool(on_step(gan, phase, global_step))))
                 if (phase_end or global_step % preset.checkpoint_every == 0 or out_of_time
                         or stop_here):
                     checkpoint_now(phase, alpha)

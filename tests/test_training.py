@@ -285,3 +285,59 @@ def test_mirrored_strategy_matches_one_device(tone_dataset, tmp_path):
     assert one["step"] == two["step"] == list(range(1, 8))
     for name in ("d_loss", "g_loss", "d_real", "d_fake", "gp"):
         np.testing.assert_allclose(two[name], one[name], rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+# ------------------------------------------------ random windows, augmentation
+WINDOWS_AUG = {"data": "windows", "augment": ("gain", "polarity", "shift", "cutout", "noise")}
+
+
+def test_resume_with_windows_and_augmentation_equals_uninterrupted(tone_dataset, tmp_path):
+    straight = training.train(tone_dataset, tmp_path / "straight", preset="tiny",
+                              overrides=WINDOWS_AUG, progress=False)
+    plain = training.train(tone_dataset, tmp_path / "plain", preset="tiny", max_steps=3,
+                           progress=False)
+    # Augmentation and windows change what the critic sees from the first step.
+    assert straight["d_loss"][0] != pytest.approx(plain["d_loss"][0], rel=1e-3)
+    training.train(tone_dataset, tmp_path / "resumed", preset="tiny", overrides=WINDOWS_AUG,
+                   max_steps=10, progress=False)
+    resumed = training.train(tone_dataset, tmp_path / "resumed", resume=True, progress=False)
+    assert resumed["step"] == list(range(1, 21))
+    for name in training.METRIC_NAMES:
+        np.testing.assert_allclose(resumed[name], straight[name], rtol=1e-5, atol=1e-6,
+                                   err_msg=name)
+    stored = json.loads((tmp_path / "resumed" / "config.json").read_text())["preset"]
+    assert stored["data"] == "windows" and stored["augment"] == list(WINDOWS_AUG["augment"])
+
+
+def test_augmented_step_feeds_the_critic_transformed_audio():
+    gan, _ = tiny_gan()
+    gan.augment = ("polarity",)
+    gan.set_scale(1)
+    real = np.random.default_rng(0).uniform(-0.5, 0.5, (4, 128, 1)).astype(np.float32)
+    noise = gan.draw_noise(4, 128)
+    assert noise["aug_uniform"].shape == (2 * gan.n_critic + 1, 4, 4)
+    row = np.array(noise["aug_uniform"][0])
+    seen = np.array(gan._augmented(real, noise, 0))
+    np.testing.assert_allclose(seen, real * np.where(row[:, 1] < 0.5, -1, 1)[:, None, None])
+
+
+def test_bad_data_mode_and_augmentation_are_named(tone_dataset, tmp_path):
+    with pytest.raises(training.RunError, match="data='shuffled'"):
+        training.train(tone_dataset, tmp_path / "a", preset="tiny",
+                       overrides={"data": "shuffled"}, progress=False)
+    with pytest.raises(training.RunError, match="augment: unknown augmentation"):
+        training.train(tone_dataset, tmp_path / "b", preset="tiny",
+                       overrides={"augment": ("reverse",)}, progress=False)
+
+
+def test_on_step_stops_the_run_where_it_says(tone_dataset, tmp_path):
+    seen = []
+
+    def stop_at_seven(gan, phase, step):
+        seen.append((phase.scale, step))
+        return step == 7
+
+    history = training.train(tone_dataset, tmp_path / "run", preset="tiny", progress=False,
+                             on_step=stop_at_seven)
+    assert history["step"] == list(range(1, 8)) and seen[-1][1] == 7
+    assert training.latest_checkpoint(tmp_path / "run").name == "ckpt-00000007.npz"

@@ -1,0 +1,342 @@
+"""Quality per CPU-second: train one recipe for a fixed CPU budget, measure it as it goes.
+
+A GAN recipe is judged here by the curve of its quality against the CPU time
+it was given, not by its last number after an unequal budget. One study run
+(:func:`run_study_arm`) trains an :class:`StudyArm` (a preset plus changes)
+with :func:`training.train` on the coarsest scales, and at fixed points of
+*training* CPU time (``time.process_time``, all threads; evaluation time is
+left out) scores the EMA and the raw generator at the current scale against
+the real test split: Fréchet distance, Inception Score, NDB/K and the
+tonality measure (:func:`evaluation.spectral_flatness`). :func:`run_study`
+runs arms x seeds, skips finished runs (a stopped study resumes) and writes
+``OUT/runs/ARM_seedS.json`` and ``OUT/study.json`` (the summary table with
+seed spread).
+
+Notebook: chapters/05_training_on_gpu.ipynb
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from pggan_lib import data, evaluation, training
+from pggan_lib.config import get_preset
+from pggan_lib.profiling import machine_description
+
+__all__ = [
+    "StudyArm",
+    "DEFAULT_ARMS",
+    "evaluation_points",
+    "run_study_arm",
+    "run_study",
+    "summarize_study",
+    "format_study_table",
+    "STUDY_FILE_NAME",
+]
+
+#: Summary file written by :func:`run_study`.
+STUDY_FILE_NAME = "study.json"
+#: Steps of the study's single stable phase: far more than any budget, so the
+#: CPU budget, not the schedule, ends a run.
+_ENDLESS_STEPS = 10 ** 8
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyArm:
+    """One recipe of a study: a preset and the fields it changes.
+
+    Attributes:
+        name: Short unique name (file names, tables).
+        lever: The question the arm answers (``"data"``, ``"ema"``, ...).
+        description: One line for tables and figures.
+        preset: Base preset name.
+        overrides: :class:`config.Preset` fields changed from the base.
+
+    Notebook: chapters/05_training_on_gpu.ipynb
+    """
+
+    name: str
+    lever: str
+    description: str
+    preset: str = "reference"
+    overrides: dict = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_AUGMENT = ("gain", "polarity", "shift", "cutout", "noise")
+_NEW = {"data": "windows", "augment": _AUGMENT, "ema_decay": 0.99}
+
+#: The levers studied at the coarsest scale, each against the arm before it or
+#: against ``old_reference`` (the reference preset as it was).
+DEFAULT_ARMS = (
+    StudyArm("old_reference", "baseline", "reference preset: fixed clips, EMA 0.999"),
+    StudyArm("windows", "data", "random windows of whole files", overrides={"data": "windows"}),
+    StudyArm("windows_aug", "data", "random windows + DiffAugment (5 transforms)",
+             overrides={"data": "windows", "augment": _AUGMENT}),
+    StudyArm("ema_0.99", "ema", "old data, EMA 0.99 (half-life 69 steps)",
+             overrides={"ema_decay": 0.99}),
+    StudyArm("new", "combined", "windows + augment + EMA 0.99", overrides=dict(_NEW)),
+    StudyArm("new_lr2e-3", "optimiser", "new, learning rate 2e-3",
+             overrides={**_NEW, "learning_rate": 2e-3}),
+    StudyArm("new_ncritic2", "optimiser", "new, 2 critic updates per generator update",
+             overrides={**_NEW, "n_critic": 2}),
+    StudyArm("new_gp1", "penalty", "new, gradient-penalty weight 1",
+             overrides={**_NEW, "gp_weight": 1.0}),
+    StudyArm("new_wide_b32", "throughput", "new, 128 channels, batch 32",
+             overrides={**_NEW, "channels": (128,), "batch_sizes": (32,)}),
+    StudyArm("new_narrow_b8", "throughput", "new, 32 channels, batch 8",
+             overrides={**_NEW, "channels": (32,), "batch_sizes": (8,)}),
+)
+
+
+def evaluation_points(budget_cpu_s: float, first_cpu_s: float) -> list[float]:
+    """CPU-seconds at which a run is scored: doubling from ``first_cpu_s`` up to the budget.
+
+    Example: ``evaluation_points(240, 30) == [30, 60, 120, 240]``.
+
+    Notebook: chapters/05_training_on_gpu.ipynb
+    """
+    if not 0 < first_cpu_s <= budget_cpu_s:
+        raise ValueError(f"need 0 < first_cpu_s <= budget_cpu_s, got {first_cpu_s}, "
+                         f"{budget_cpu_s}")
+    points = []
+    point = float(first_cpu_s)
+    while point < budget_cpu_s:
+        points.append(point)
+        point *= 2.0
+    return points + [float(budget_cpu_s)]
+
+
+class _Scorer:
+    """Scores generators of one scale against the real test split (features cached)."""
+
+    def __init__(self, data_dir, scale, n, seed):
+        self.scale, self.seed = scale, seed
+        self.classifier = evaluation.load_or_train_classifiers(data_dir, [scale])[scale]
+        self.train = data.load_clips(data_dir, "train", scale)[0]
+        test = data.load_clips(data_dir, "test", scale)[0]
+        self.n = min(int(n), len(test))
+        self.cache: dict = {}
+        self.real = self._metrics(test[:self.n])
+        self.z = None
+
+    def _metrics(self, clips):
+        m = evaluation.evaluate_clips(self.classifier, clips, self.train, seed=self.seed,
+                                      cache=self.cache)
+        return {k: m[k] for k in ("frechet_distance", "inception_score", "ndb_over_k",
+                                  "spectral_flatness")}
+
+    def score(self, gan) -> dict[str, Any]:
+        if self.z is None:
+            self.z = np.random.default_rng(self.seed + 11).standard_normal(
+                (self.n, gan.latent_dim)).astype(np.float32)
+        result = {}
+        for name, generator in (("ema", gan.ema_generator), ("raw", gan.generator)):
+            clips = np.asarray(generator(self.z, training=False), np.float32)
+            if not np.all(np.isfinite(clips)):
+                result[name] = None
+                continue
+            result[name] = self._metrics(clips)
+        return result
+
+
+def run_study_arm(data_dir, run_dir, arm: StudyArm, seed: int, budget_cpu_s: float,
+                  first_cpu_s: float = 30.0, scale: int = 0, n: int = 135,
+                  progress: bool = False) -> dict[str, Any]:
+    """Train one arm at the coarsest scale for ``budget_cpu_s`` of CPU time, scoring it on the way.
+
+    Args:
+        data_dir: Dataset folder.
+        run_dir: Scratch run folder (must not exist; checkpoints are not kept).
+        arm: The recipe.
+        seed: Seed of weights, latents and data.
+        budget_cpu_s: Training CPU-seconds (``time.process_time``; evaluation excluded).
+        first_cpu_s: First scoring point; then doubling (:func:`evaluation_points`).
+        scale: Only 0 is supported: the study trains the coarsest scale, whose
+            phase needs no growth schedule.
+        n: Generated (and real test) clips per score.
+        progress: Print a line per scoring point.
+
+    Returns:
+        Dict: ``arm``, ``seed``, ``budget_cpu_s``, ``real`` (the real test
+        clips' metrics: the floor and ceiling), ``points`` (list of ``cpu_s``,
+        ``wall_s``, ``step``, ``ema``, ``raw``), ``steps_per_cpu_s``, ``diverged``.
+
+    Notebook: chapters/05_training_on_gpu.ipynb
+    """
+    if scale != 0:
+        raise ValueError("run_study_arm trains the coarsest scale only (scale=0)")
+    scorer = _Scorer(data_dir, scale, n, seed)
+    preset = get_preset(arm.preset).replace(
+        **arm.overrides, stable_steps=_ENDLESS_STEPS, checkpoint_every=_ENDLESS_STEPS,
+        log_every=50)
+    points = evaluation_points(budget_cpu_s, first_cpu_s)
+    record = {"arm": arm.to_dict(), "seed": int(seed), "budget_cpu_s": float(budget_cpu_s),
+              "scale": scale, "n": scorer.n, "real": scorer.real, "points": [],
+              "diverged": None}
+    clock = {"cpu": time.process_time(), "wall": time.monotonic(), "excluded": 0.0}
+
+    def on_step(gan, phase, step):
+        spent = time.process_time() - clock["cpu"] - clock["excluded"]
+        if spent < points[len(record["points"])]:
+            return False
+        before = time.process_time()
+        record["points"].append({"cpu_s": round(spent, 2),
+                                 "wall_s": round(time.monotonic() - clock["wall"], 2),
+                                 "step": int(step), **scorer.score(gan)})
+        clock["excluded"] += time.process_time() - before
+        if progress:
+            last = record["points"][-1]
+            fd = last["ema"]["frechet_distance"] if last["ema"] else float("nan")
+            print(f"  {arm.name} seed {seed}: {spent:6.0f} CPU-s, step {step}, EMA FD {fd:.3g}",
+                  flush=True)
+        return len(record["points"]) == len(points)
+
+    try:
+        training.train(data_dir, run_dir, preset=preset, seed=seed, progress=False,
+                       keep_checkpoints=1, on_step=on_step)
+    except training.TrainingDiverged as error:
+        record["diverged"] = {"step": error.step, "scale": error.scale}
+    steps = record["points"][-1]["step"] if record["points"] else 0
+    train_cpu = record["points"][-1]["cpu_s"] if record["points"] else 0.0
+    record["steps_per_cpu_s"] = steps / train_cpu if train_cpu else None
+    return record
+
+
+def _arm_file(out_dir, arm_name, seed) -> Path:
+    return Path(out_dir) / "runs" / f"{arm_name}_seed{seed}.json"
+
+
+def run_study(data_dir, out_dir, runs_dir, arms: Sequence[StudyArm] = DEFAULT_ARMS,
+              seeds: Sequence[int] = (0, 1), budget_cpu_s: float = 240.0,
+              first_cpu_s: float = 30.0, command: str | None = None,
+              progress: bool = True) -> dict[str, Any]:
+    """Run every arm for every seed (finished runs are skipped), then summarise.
+
+    Args:
+        data_dir: Dataset folder.
+        out_dir: Results folder: ``runs/*.json`` and ``study.json``
+            (``plots.plot_study_curves`` draws the runs; ``pggan study`` saves it).
+        runs_dir: Scratch folder for the training runs (deleted run by run).
+        arms: The recipes.
+        seeds: Seeds per arm.
+        budget_cpu_s: Training CPU-seconds per run.
+        first_cpu_s: First scoring point.
+        command: The command line, stored in ``study.json``.
+        progress: Print progress lines.
+
+    Returns:
+        The summary (:func:`summarize_study`) with ``meta`` (machine, command,
+        wall time) and ``runs`` (every run's record; not in ``study.json``).
+
+    Notebook: chapters/05_training_on_gpu.ipynb
+    """
+    import shutil
+
+    out_dir, runs_dir = Path(out_dir), Path(runs_dir)
+    (out_dir / "runs").mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    for arm in arms:
+        for seed in seeds:
+            path = _arm_file(out_dir, arm.name, seed)
+            if path.is_file():
+                saved = json.loads(path.read_text())
+                if saved.get("budget_cpu_s") == budget_cpu_s and saved["arm"] == arm.to_dict():
+                    continue
+            run_dir = runs_dir / f"{arm.name}_seed{seed}"
+            shutil.rmtree(run_dir, ignore_errors=True)
+            if progress:
+                print(f"{arm.name} seed {seed}: {arm.description}", flush=True)
+            record = run_study_arm(data_dir, run_dir, arm, seed, budget_cpu_s, first_cpu_s,
+                                   progress=progress)
+            shutil.rmtree(run_dir, ignore_errors=True)
+            training._write_json(path, record)
+    runs = [json.loads(_arm_file(out_dir, a.name, s).read_text()) for a in arms for s in seeds]
+    summary = summarize_study(runs)
+    summary["meta"] = {"command": command, "machine": machine_description(),
+                       "budget_cpu_s": budget_cpu_s, "seeds": list(seeds),
+                       "this_invocation_wall_s": round(time.monotonic() - start, 1),
+                       "date": time.strftime("%Y-%m-%d")}
+    summary["runs"] = runs
+    training._write_json(out_dir / STUDY_FILE_NAME, {k: v for k, v in summary.items()
+                                                     if k != "runs"})
+    return summary
+
+
+def _spread(values) -> dict[str, float] | None:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return {"mean": float(np.mean(values)), "std": float(np.std(values)),
+            "min": float(np.min(values)), "max": float(np.max(values)), "n": len(values)}
+
+
+def summarize_study(runs: Sequence[dict]) -> dict[str, Any]:
+    """Per arm, at the final scoring point: FD ratio to the real floor, IS, tonality, with seed spread.
+
+    The real floor is the real test clips' FD against the real training clips
+    (sampling noise alone); ``fd_ratio`` = generated FD / that floor, and
+    ``flatness_ratio`` = generated / real spectral flatness (1 = as tonal as the music).
+
+    Returns:
+        Dict ``arms``: name -> {``lever``, ``description``, ``seeds``, ``steps``,
+        ``ema_fd``, ``ema_fd_ratio``, ``raw_fd``, ``ema_is``, ``ema_flatness_ratio``}
+        (each a mean/std/min/max dict over seeds) and ``real`` (floor and ceiling).
+
+    Notebook: chapters/05_training_on_gpu.ipynb
+    """
+    arms: dict[str, Any] = {}
+    for run in runs:
+        arm = arms.setdefault(run["arm"]["name"], {
+            "lever": run["arm"]["lever"], "description": run["arm"]["description"],
+            "overrides": run["arm"]["overrides"], "_last": []})
+        arm["_last"].append((run["points"][-1] if run["points"] else None, run["real"]))
+    for arm in arms.values():
+        last = arm.pop("_last")
+
+        def values(source, key, relative_to=None):
+            out = []
+            for point, real in last:
+                metrics = point and point[source]
+                if metrics is None:
+                    out.append(None)
+                    continue
+                value = metrics[key]
+                out.append(value / real[relative_to] if relative_to else value)
+            return _spread(out)
+
+        arm.update(seeds=len(last), steps=_spread([p and p["step"] for p, _ in last]),
+                   ema_fd=values("ema", "frechet_distance"),
+                   ema_fd_ratio=values("ema", "frechet_distance", "frechet_distance"),
+                   raw_fd=values("raw", "frechet_distance"),
+                   ema_is=values("ema", "inception_score"),
+                   ema_flatness_ratio=values("ema", "spectral_flatness", "spectral_flatness"))
+    real = runs[0]["real"] if runs else None
+    return {"arms": arms, "real": real}
+
+
+def format_study_table(summary: dict[str, Any]) -> str:
+    """The summary as a plain-text table (mean ± std over seeds, at the budget).
+
+    Notebook: chapters/05_training_on_gpu.ipynb
+    """
+    def cell(stat, digits=3):
+        return "-" if stat is None else f"{stat['mean']:.{digits}g}±{stat['std']:.2g}"
+
+    header = (f"{'arm':<16} {'lever':<11} {'steps':>10} {'EMA FD':>13} {'FD/floor':>11} "
+              f"{'raw FD':>13} {'EMA IS':>11} {'flat/real':>11}")
+    lines = [header, "-" * len(header)]
+    for name, arm in summary["arms"].items():
+        lines.append(f"{name:<16} {arm['lever']:<11} {cell(arm['steps'], 4):>10} "
+                     f"{cell(arm['ema_fd']):>13} {cell(arm['ema_fd_ratio']):>11} "
+                     f"{cell(arm['raw_fd']):>13} {cell(arm['ema_is']):>11} "
+                     f"{cell(arm['ema_flatness_ratio']):>11}")
+    return "\n".join(lines)

@@ -1,0 +1,170 @@
+"""Tests of random-window training data (data.make_window_dataset), differentiable
+augmentation (layers.augment_audio) and the tonality measure (evaluation.spectral_flatness)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import tensorflow as tf  # noqa: E402
+
+from pggan_lib import audio, data, evaluation, layers  # noqa: E402
+
+
+# ------------------------------------------------------------------ streams
+def test_streams_hold_each_file_whole_with_one_gain(tone_dataset):
+    manifest = data.read_manifest(tone_dataset)
+    train = [e for e in manifest["sources"] if e["split"] == "train"]
+    for scale in range(manifest["num_scales"]):
+        streams = data.read_streams(tone_dataset, "train", scale)
+        # Files sit one after another, and each holds all its clips' samples.
+        clip = data.scale_samples(manifest, scale)
+        assert streams["lengths"].tolist() == [e["num_clips"] * clip for e in train]
+        assert streams["pcm"].shape[0] == streams["lengths"].sum()
+        assert sorted(streams["offsets"].tolist()) == np.concatenate(
+            [[0], np.cumsum(sorted(streams["lengths"]))[:-1]]).tolist()
+        for offset, length, gain in zip(streams["offsets"], streams["lengths"],
+                                        streams["gains"]):
+            piece = streams["pcm"][offset:offset + length] / 32768.0 * gain
+            # One gain per file: the whole file sits at -20 dBFS RMS (peak <= 0.99).
+            assert audio.rms_db(piece) == pytest.approx(-20.0, abs=0.05)
+            assert np.abs(piece).max() <= 0.99 + 1e-4
+
+
+def test_stream_equals_the_stored_clips_up_to_their_gain(tone_dataset):
+    scale = 2
+    clips, _, sources = data.load_clips(tone_dataset, "train", scale, with_source=True)
+    manifest = data.read_manifest(tone_dataset)
+    streams = data.read_streams(tone_dataset, "train", scale)
+    train_paths = [e["path"] for e in manifest["sources"] if e["split"] == "train"]
+    length = clips.shape[1]
+    for clip, source in zip(clips[..., 0], sources):
+        i = train_paths.index(manifest["sources"][source]["path"])
+        piece = streams["pcm"][streams["offsets"][i]:][:streams["lengths"][i]] / 32768.0
+        # Each stored clip is one clip-aligned slice of its file's stream, up to its gain.
+        errors = []
+        for part in piece.reshape(-1, length):
+            ratio = np.dot(clip, part) / np.dot(part, part)
+            errors.append(np.abs(part * ratio - clip).max())
+        assert min(errors) < 3e-4
+
+
+def test_windows_are_slices_of_the_files_and_resume_exactly(tone_dataset):
+    scale, batch = 1, 8
+    streams = data.read_streams(tone_dataset, "train", scale)
+    manifest = data.read_manifest(tone_dataset)
+    window = data.scale_samples(manifest, scale)
+    dataset = data.make_window_dataset(tone_dataset, "train", scale, batch, seed=3)
+    batches = [(a.numpy(), l.numpy()) for a, l in dataset.take(4)]
+    assert batches[0][0].shape == (batch, window, 1) and batches[0][0].dtype == np.float32
+    starts_seen = set()
+    for windows, labels in batches:
+        for w, label in zip(windows[..., 0], labels):
+            found = False
+            for offset, length, gain, file_label in zip(streams["offsets"], streams["lengths"],
+                                                       streams["gains"], streams["labels"]):
+                piece = streams["pcm"][offset:offset + length] / 32768.0 * gain
+                for start in range(length - window + 1):
+                    if np.allclose(piece[start:start + window], w, atol=1e-6):
+                        found, _ = True, starts_seen.add((int(offset), start))
+                        assert label == file_label
+                        break
+                if found:
+                    break
+            assert found, "a window that is not a slice of one file"
+    assert len(starts_seen) > 8  # random offsets, not the fixed clips
+    resumed = data.make_window_dataset(tone_dataset, "train", scale, batch, seed=3,
+                                       start_batch=3)
+    np.testing.assert_array_equal(next(iter(resumed))[0].numpy(), batches[3][0])
+    other = data.make_window_dataset(tone_dataset, "train", scale, batch, seed=4)
+    assert not np.array_equal(next(iter(other))[0].numpy(), batches[0][0])
+
+
+def test_dataset_without_streams_is_a_clear_error(tone_dataset, tmp_path):
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(tone_dataset, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    for split in manifest["splits"].values():
+        split.pop("streams")
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(data.DatasetError, match="rebuild it with"):
+        data.make_window_dataset(old, "train", 0, 4)
+    (tone_dataset / "train-stream-scale0.pcm").exists()
+    shutil.copytree(tone_dataset, tmp_path / "cut")
+    with open(tmp_path / "cut" / "train-stream-scale0.pcm", "r+b") as handle:
+        handle.truncate(10)
+    with pytest.raises(data.DatasetError, match="train-stream-scale0.pcm: stream file damaged"):
+        data.read_streams(tmp_path / "cut", "train", 0)
+
+
+# ------------------------------------------------------------- augmentation
+def _ramp(batch=3, samples=64):
+    return np.tile(np.linspace(-0.5, 0.5, samples, dtype=np.float32)[None, :, None],
+                   (batch, 1, 1))
+
+
+def test_gain_and_polarity_are_exact():
+    x = _ramp(2)
+    u = np.array([[1.0, 0.9, 0.5, 0.0], [0.0, 0.1, 0.5, 0.0]], np.float32)
+    y = np.array(layers.augment_audio(x, u, policy=("gain", "polarity")))
+    np.testing.assert_allclose(y[0], x[0] * 10 ** (6 / 20), rtol=1e-5)  # +6 dB, kept sign
+    np.testing.assert_allclose(y[1], -x[1] * 10 ** (-6 / 20), rtol=1e-5)  # -6 dB, flipped
+
+
+def test_shift_moves_by_up_to_an_eighth_and_fills_zeros():
+    x = _ramp(2)
+    u = np.array([[0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.5, 0.0]], np.float32)
+    y = np.array(layers.augment_audio(x, u, policy=("shift",)))
+    np.testing.assert_array_equal(y[0, :8, 0], 0.0)  # shifted right by 64/8 = 8
+    np.testing.assert_allclose(y[0, 8:, 0], x[0, :-8, 0])
+    np.testing.assert_allclose(y[1], x[1])  # u = 0.5: no shift
+
+
+def test_cutout_silences_a_quarter():
+    x = np.ones((1, 64, 1), np.float32)
+    y = np.array(layers.augment_audio(x, np.array([[0, 0, 0, 0.5]], np.float32),
+                                      policy=("cutout",)))
+    # 1/4 of 64 samples; u = 0.5 puts it at floor(0.5 * 49) = 24.
+    np.testing.assert_array_equal(np.flatnonzero(y[0, :, 0] == 0), np.arange(24, 40))
+
+
+def test_noise_level_and_gradients_reach_the_input():
+    x = tf.Variable(_ramp(4, 256))
+    u = tf.random.stateless_uniform((4, layers.AUGMENT_UNIFORMS), seed=(1, 2))
+    noise = tf.random.stateless_normal((4, 256, 1), seed=(3, 4))
+    with tf.GradientTape() as tape:
+        y = layers.augment_audio(x, u, noise)
+        total = tf.reduce_sum(y * y)
+    grad = tape.gradient(total, x)
+    assert grad is not None and float(tf.reduce_max(tf.abs(grad))) > 0
+    only_noise = layers.augment_audio(tf.zeros((4, 256, 1)), u, noise, ("noise",))
+    assert float(tf.math.reduce_std(only_noise)) == pytest.approx(layers.AUGMENT_NOISE_STD,
+                                                                  rel=0.1)
+
+
+def test_unknown_augmentation_is_named():
+    with pytest.raises(ValueError, match=r"unknown augmentation \['flip'\]"):
+        layers.check_augment(("gain", "flip"))
+
+
+# ------------------------------------------------------------------ tonality
+def test_spectral_flatness_tells_notes_from_noise():
+    rate = 4000
+    t = np.arange(4096) / rate
+    rng = np.random.default_rng(0)
+    chord = sum(np.sin(2 * np.pi * f * t) for f in (220.0, 277.2, 329.6, 440.0))
+    noise = rng.standard_normal((8, 4096))
+    flat_noise = evaluation.spectral_flatness(noise, rate)
+    flat_chord = evaluation.spectral_flatness(chord[None], rate)
+    # White noise: periodogram bins are exponential, so E[log] - log E = -Euler's gamma.
+    assert np.median(flat_noise) == pytest.approx(np.exp(-np.euler_gamma), rel=0.12)
+    assert flat_chord[0] < 0.05
+    silent = evaluation.spectral_flatness(np.zeros((1, 4096)), rate)
+    assert silent[0] == 1.0  # no loud frame: no notes
+    with pytest.raises(evaluation.EvaluationError, match="FFT bin"):
+        evaluation.spectral_flatness(noise, 100.0)

@@ -1,0 +1,90 @@
+"""Tests of pggan_lib.study: scoring points, runs under a CPU budget, the summary."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+from pggan_lib import study  # noqa: E402
+
+TINY = study.StudyArm("tiny", "test", "tiny preset", preset="tiny")
+TINY_WINDOWS = study.StudyArm("tiny_windows", "data", "tiny, windows + noise", preset="tiny",
+                              overrides={"data": "windows", "augment": ("noise",)})
+
+
+def test_evaluation_points_double_up_to_the_budget():
+    assert study.evaluation_points(240, 30) == [30, 60, 120, 240]
+    assert study.evaluation_points(100, 30) == [30, 60, 100]
+    assert study.evaluation_points(30, 30) == [30]
+    with pytest.raises(ValueError, match="first_cpu_s"):
+        study.evaluation_points(10, 20)
+
+
+def test_default_arms_have_unique_names_and_valid_overrides():
+    from pggan_lib import config, layers, training
+
+    names = [a.name for a in study.DEFAULT_ARMS]
+    assert len(names) == len(set(names)) and names[0] == "old_reference"
+    for arm in study.DEFAULT_ARMS:
+        preset = config.get_preset(arm.preset).replace(**arm.overrides)
+        assert preset.data in training.DATA_MODES
+        layers.check_augment(preset.augment)
+
+
+def test_run_study_arm_scores_at_each_cpu_point(tone_dataset, tmp_path):
+    record = study.run_study_arm(tone_dataset, tmp_path / "run", TINY_WINDOWS, seed=0,
+                                 budget_cpu_s=4.0, first_cpu_s=1.0, n=40)
+    targets = study.evaluation_points(4.0, 1.0)
+    assert [p["cpu_s"] >= t for p, t in zip(record["points"], targets)] == [True] * 3
+    steps = [p["step"] for p in record["points"]]
+    assert len(steps) == 3 and steps == sorted(steps) and steps[0] >= 1
+    for point in record["points"]:
+        for source in ("ema", "raw"):
+            m = point[source]
+            assert m["frechet_distance"] >= 0 and 1.0 <= m["inception_score"] <= 2.0
+            assert 0 < m["spectral_flatness"] <= 1
+    # The real test clips are pure tones: far more tonal than an untrained generator.
+    assert record["real"]["spectral_flatness"] < record["points"][0]["raw"]["spectral_flatness"]
+    assert record["n"] == 40 and record["diverged"] is None
+    json.dumps(record)  # a results file
+
+
+def test_run_study_skips_finished_runs_and_summarises(tone_dataset, tmp_path):
+    out = tmp_path / "out"
+    summary = study.run_study(tone_dataset, out, tmp_path / "runs", arms=[TINY], seeds=[0, 1],
+                              budget_cpu_s=2.0, first_cpu_s=1.0, command="test",
+                              progress=False)
+    files = sorted(p.name for p in (out / "runs").iterdir())
+    assert files == ["tiny_seed0.json", "tiny_seed1.json"]
+    mtimes = [p.stat().st_mtime_ns for p in sorted((out / "runs").iterdir())]
+    study.run_study(tone_dataset, out, tmp_path / "runs", arms=[TINY], seeds=[0, 1],
+                    budget_cpu_s=2.0, first_cpu_s=1.0, progress=False)
+    assert [p.stat().st_mtime_ns for p in sorted((out / "runs").iterdir())] == mtimes
+    saved = json.loads((out / study.STUDY_FILE_NAME).read_text())
+    assert saved["arms"]["tiny"]["seeds"] == 2 and "runs" not in saved
+    assert summary["arms"]["tiny"]["ema_fd"]["n"] == 2
+    assert "tiny" in study.format_study_table(summary)
+
+
+def _run(name, seed, fd, floor=2.0, flatness=0.4, real_flatness=0.2, step=100):
+    metrics = {"frechet_distance": fd, "inception_score": 1.5, "ndb_over_k": 0.5,
+               "spectral_flatness": flatness}
+    return {"arm": {"name": name, "lever": "x", "description": "d", "overrides": {}},
+            "seed": seed, "real": {"frechet_distance": floor, "inception_score": 2.0,
+                                   "ndb_over_k": 0.1, "spectral_flatness": real_flatness},
+            "points": [{"cpu_s": 10, "step": step // 2, "ema": None, "raw": None},
+                       {"cpu_s": 20, "step": step, "ema": metrics, "raw": metrics}]}
+
+
+def test_summary_takes_the_last_point_with_seed_spread():
+    summary = study.summarize_study([_run("a", 0, 10.0), _run("a", 1, 14.0),
+                                     _run("b", 0, 4.0, flatness=0.2)])
+    a = summary["arms"]["a"]
+    assert a["ema_fd"]["mean"] == pytest.approx(12.0) and a["ema_fd"]["std"] == pytest.approx(2.0)
+    assert a["ema_fd_ratio"]["mean"] == pytest.approx(6.0)  # FD / real floor 2
+    assert a["ema_flatness_ratio"]["mean"] == pytest.approx(2.0)
+    assert summary["arms"]["b"]["ema_flatness_ratio"]["mean"] == pytest.approx(1.0)
+    assert a["steps"]["mean"] == 100 and a["seeds"] == 2
