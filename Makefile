@@ -20,7 +20,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export TF_ENABLE_ONEDNN_OPTS := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test unit notebooks book-strict install system-deps demo-data clean reference benchmarks
+.PHONY: book test unit notebooks book-strict install system-deps demo-data clean reference benchmarks study
 
 book: install demo-data
 	PGGAN_QUICK=1 $(VENV)/bin/jupyter-book build . --keep-going
@@ -42,6 +42,12 @@ book-strict: install demo-data
 # Rerun `make reference` after an interruption: training resumes from the newest checkpoint.
 reference: install demo-data
 	$(PY) data_scripts/make_reference_run.py
+
+# Quality per training CPU-second of the recipes in pggan_lib.study (chapter 5);
+# finished runs are skipped, so rerunning after a stop continues.
+study: install demo-data
+	$(PGGAN) study --data $(DATASET) --out results/study --seeds 2 --budget-cpu-s 240 \
+	  --first-cpu-s 30
 
 benchmarks: install
 	$(PY) benchmarks/bench_training.py --preset reference --steps 5 \

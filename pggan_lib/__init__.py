@@ -5,13 +5,16 @@ The library behind the book. Modules, each importing only those above it:
     config      presets, data-shape defaults, the quick-mode switch
     audio       load, resample, normalise, segment, save; spectrograms
     corpus      music21 scores -> MIDI -> audio: the embedded default corpus
-    data        folder of class subfolders -> clips -> sample-rate pyramid -> tf.data
-    layers      equalised layers, pixel norm, minibatch stddev, fade-in, the report's activation
+    data        folder of class subfolders -> per-file pyramids -> clips / random windows -> tf.data
+    layers      equalised layers, pixel norm, minibatch stddev, fade-in, the report's activation,
+                differentiable augmentation
     models      progressive generator and critic; WaveGAN-style baseline
     losses      WGAN-GP (+ drift), gradient penalty, the report's loss
     training    the GAN as a keras.Model, phases, EMA, checkpoints, resume
     profiling   the cost of training: FLOPs, speed, memory, what a preset will cost
-    evaluation  per-scale classifiers, Inception Score, Fréchet distance, NDB, nearest neighbours
+    evaluation  per-scale classifiers, Inception Score, Fréchet distance, NDB, nearest neighbours,
+                tonality (spectral flatness)
+    study       quality per training CPU-second of recipes (``pggan study``)
     ablation    the activation x loss grid of chapter 4 and the report's measures
     reference   the committed reference run: provenance, history, clips, metrics
     plots       figures the chapters share

@@ -3,12 +3,16 @@
 ``build_dataset`` turns a folder with one subfolder per class (author, genre)
 into fixed-length clips, keeps the progressive sample-rate pyramid of every
 clip, and writes them to TFRecord shards that ``make_tf_dataset`` streams
-through ``tf.data`` without loading the whole set into memory::
+through ``tf.data`` without loading the whole set into memory. It also keeps
+each file's whole pyramid, one contiguous int16 stream per split and scale,
+from which ``make_window_dataset`` draws windows at random offsets for
+training (no clip is seen twice)::
 
     source/                      dataset/
       bach/a.wav                   manifest.json
       bach/b.flac      ------>     train-00000.tfrecord ...
       palestrina/c.mp3             test-00000.tfrecord ...
+                                   train-stream-scale0.pcm ... (one per split and scale)
 
 Design choices, each for a reason:
 
@@ -21,6 +25,8 @@ Design choices, each for a reason:
   peak-limited): normalising only the finest clip would leave the level of
   the low-passed versions as a cue (a folk fiddle has little energy below
   250 Hz, a choir a lot), which a classifier or a critic could exploit.
+  Streams get one gain per file and scale instead (the same target over the
+  whole file), so that windows keep the dynamics inside a piece.
 * Train and test are split by source file, never by clip, so that no piece
   is heard in both; the split is deterministic given the seed.
 * A bad file is reported with its reason and skipped; only an empty result

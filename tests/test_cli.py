@@ -114,6 +114,11 @@ def test_error_messages(tone_dataset, trained_run, tmp_path, capsys):
         (("train", "--data", tone_dataset, "--out", empty_run, "--resume"),
          "no checkpoint to resume from"),
         (("generate", "--run", empty_run, "--out", tmp_path / "g"), "no checkpoint yet"),
+        (("study", "--data", tmp_path, "--out", tmp_path / "s"), "is not a built dataset"),
+        (("study", "--data", tone_dataset, "--out", tmp_path / "s", "--arms", "fastest"),
+         "unknown arm(s) fastest; arms: old_reference, windows"),
+        (("study", "--data", tone_dataset, "--out", tmp_path / "s", "--budget-cpu-s", "10",
+          "--first-cpu-s", "20"), "--first-cpu-s 20 is larger than --budget-cpu-s 10"),
     ]
     for argv, message in cases:
         code, err = run_cli(capsys, *argv)

@@ -10,7 +10,6 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 from pggan_lib import study  # noqa: E402
 
-TINY = study.StudyArm("tiny", "test", "tiny preset", preset="tiny")
 TINY_WINDOWS = study.StudyArm("tiny_windows", "data", "tiny, windows + noise", preset="tiny",
                               overrides={"data": "windows", "augment": ("noise",)})
 
@@ -54,19 +53,20 @@ def test_run_study_arm_scores_at_each_cpu_point(tone_dataset, tmp_path):
 
 def test_run_study_skips_finished_runs_and_summarises(tone_dataset, tmp_path):
     out = tmp_path / "out"
-    summary = study.run_study(tone_dataset, out, tmp_path / "runs", arms=[TINY], seeds=[0, 1],
+    summary = study.run_study(tone_dataset, out, tmp_path / "runs", arms=[TINY_WINDOWS], seeds=[0, 1],
                               budget_cpu_s=2.0, first_cpu_s=1.0, command="test",
                               progress=False)
     files = sorted(p.name for p in (out / "runs").iterdir())
-    assert files == ["tiny_seed0.json", "tiny_seed1.json"]
+    assert files == ["tiny_windows_seed0.json", "tiny_windows_seed1.json"]
+    # An arm with tuple fields (augment) is recognised in its JSON form: not trained again.
     mtimes = [p.stat().st_mtime_ns for p in sorted((out / "runs").iterdir())]
-    study.run_study(tone_dataset, out, tmp_path / "runs", arms=[TINY], seeds=[0, 1],
+    study.run_study(tone_dataset, out, tmp_path / "runs", arms=[TINY_WINDOWS], seeds=[0, 1],
                     budget_cpu_s=2.0, first_cpu_s=1.0, progress=False)
     assert [p.stat().st_mtime_ns for p in sorted((out / "runs").iterdir())] == mtimes
     saved = json.loads((out / study.STUDY_FILE_NAME).read_text())
-    assert saved["arms"]["tiny"]["seeds"] == 2 and "runs" not in saved
-    assert summary["arms"]["tiny"]["ema_fd"]["n"] == 2
-    assert "tiny" in study.format_study_table(summary)
+    assert saved["arms"]["tiny_windows"]["seeds"] == 2 and "runs" not in saved
+    assert summary["arms"]["tiny_windows"]["ema_fd"]["n"] == 2
+    assert "tiny_windows" in study.format_study_table(summary)
 
 
 def _run(name, seed, fd, floor=2.0, flatness=0.4, real_flatness=0.2, step=100):
