@@ -641,11 +641,12 @@ def augment_audio(x, uniforms, noise=None, policy=AUGMENT_NAMES):
     """
     policy = check_augment(policy)
     samples = ops.shape(x)[1]
-    u = ops.cast(uniforms, x.dtype)
+    u = ops.cast(uniforms, "float32")  # factors in float32, cast to x's dtype (mixed precision)
     if "gain" in policy:
-        x = x * ops.power(10.0, (2.0 * u[:, 0] - 1.0) * (AUGMENT_GAIN_DB / 20.0))[:, None, None]
+        gain = ops.power(10.0, (2.0 * u[:, 0] - 1.0) * (AUGMENT_GAIN_DB / 20.0))
+        x = x * ops.cast(gain, x.dtype)[:, None, None]
     if "polarity" in policy:
-        x = x * ops.where(u[:, 1] < 0.5, -1.0, 1.0)[:, None, None]
+        x = x * ops.cast(ops.where(u[:, 1] < 0.5, -1.0, 1.0), x.dtype)[:, None, None]
     time = ops.arange(samples)
     if "shift" in policy:
         limit = int(round(AUGMENT_SHIFT_FRACTION * samples))

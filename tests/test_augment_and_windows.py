@@ -168,3 +168,10 @@ def test_spectral_flatness_tells_notes_from_noise():
     assert silent[0] == 1.0  # no loud frame: no notes
     with pytest.raises(evaluation.EvaluationError, match="FFT bin"):
         evaluation.spectral_flatness(noise, 100.0)
+
+
+def test_augmentation_keeps_a_mixed_precision_dtype():
+    x = tf.cast(_ramp(2, 64), tf.bfloat16)
+    u = np.full((2, layers.AUGMENT_UNIFORMS), 0.3, np.float32)
+    y = layers.augment_audio(x, u, tf.zeros((2, 64, 1)))
+    assert y.dtype == tf.bfloat16 and y.shape == x.shape
