@@ -372,11 +372,12 @@ class _FIRResample(keras.layers.Layer):
     def _depthwise(self, inputs, taps, pad_left, pad_right, strides=1):
         # A fixed constant, tiled over channels: a depthwise conv, no weights to save.
         channels = int(inputs.shape[-1])
-        # TensorFlow 2.21's oneDNN bfloat16 depthwise convolution stalls on CPUs (over
-        # 40 s for a (4, 64, 8) input, measured): filter bfloat16 in float32. The
-        # filter is a small share of a step, so the casts cost little.
-        bfloat16 = keras.backend.standardize_dtype(inputs.dtype) == "bfloat16"
-        compute_dtype = "float32" if bfloat16 else inputs.dtype
+        # TensorFlow 2.21's oneDNN 16-bit depthwise convolution stalls on CPUs (bfloat16
+        # on AMD EPYC: over 40 s for a (4, 64, 8) input; float16 on Intel Xeon: minutes):
+        # filter 16-bit floats in float32. The filter is a small share of a step, so
+        # the casts cost little.
+        half = keras.backend.standardize_dtype(inputs.dtype) in ("bfloat16", "float16")
+        compute_dtype = "float32" if half else inputs.dtype
         kernel = np.tile(np.asarray(taps, np.float32)[:, None, None], (1, channels, 1))
         kernel = ops.convert_to_tensor(kernel, dtype=compute_dtype)
         padded = ops.pad(ops.cast(inputs, compute_dtype), ((0, 0), (pad_left, pad_right), (0, 0)))

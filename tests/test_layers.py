@@ -159,16 +159,17 @@ def test_upsample_suppresses_the_spectral_image():
     np.testing.assert_allclose(y[256:-256:2], x[128:-128], atol=0.01)
 
 
+@pytest.mark.parametrize("policy,atol", [("mixed_bfloat16", 0.05), ("mixed_float16", 0.005)])
 @pytest.mark.parametrize("layer_class", [L.Upsample1D, L.Downsample1D], ids=["up", "down"])
-def test_resampling_under_mixed_bfloat16_matches_float32(layer_class):
-    # Under mixed_bfloat16 the filters get bfloat16; they filter in float32 (oneDNN's
-    # bfloat16 depthwise convolution stalls on CPUs) and hand back bfloat16.
+def test_resampling_under_mixed_precision_matches_float32(layer_class, policy, atol):
+    # Under mixed precision the filters get 16-bit floats; they filter in float32
+    # (oneDNN's 16-bit depthwise convolutions stall on CPUs) and hand back 16 bits.
     x = np.random.default_rng(0).standard_normal((2, 64, 3)).astype(np.float32)
     reference = np.asarray(layer_class()(x))
-    low = layer_class(dtype="mixed_bfloat16")(x)
-    assert keras.backend.standardize_dtype(low.dtype) == "bfloat16"
-    # Error of rounding the input and the output to bfloat16 (8 mantissa bits).
-    np.testing.assert_allclose(np.asarray(ops.cast(low, "float32")), reference, atol=0.05)
+    low = layer_class(dtype=policy)(x)
+    assert keras.backend.standardize_dtype(low.dtype) == policy.split("_")[1]
+    # Error of rounding the input and the output to 16 bits (8 or 11 mantissa bits).
+    np.testing.assert_allclose(np.asarray(ops.cast(low, "float32")), reference, atol=atol)
 
 
 def test_lowpass_filter_rejects_bad_arguments():
