@@ -391,6 +391,18 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------- ablate
 
+def _selected_arms(arms, names):
+    """The arms called ``names`` (all when ``names`` is empty); an unknown name is an error."""
+    arms = list(arms)
+    if not names:
+        return arms
+    unknown = sorted(set(names) - {a.name for a in arms})
+    if unknown:
+        raise CommandError(f"unknown arm(s) {', '.join(unknown)}; arms: "
+                           f"{', '.join(a.name for a in arms)}")
+    return [a for a in arms if a.name in names]
+
+
 def _add_ablate_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "ablate",
@@ -436,13 +448,7 @@ def _run_ablate(args: argparse.Namespace) -> int:
     if args.budget not in ablation.BUDGETS:
         raise CommandError(f"unknown --budget {args.budget!r}; choose one of "
                            f"{', '.join(ablation.BUDGETS)}")
-    arms = ablation.default_arms()
-    if args.arms:
-        unknown = sorted(set(args.arms) - {a.name for a in arms})
-        if unknown:
-            raise CommandError(f"unknown arm(s) {', '.join(unknown)}; arms: "
-                               f"{', '.join(a.name for a in arms)}")
-        arms = [a for a in arms if a.name in args.arms]
+    arms = _selected_arms(ablation.default_arms(), args.arms)
     runs_dir = args.runs_dir or Path(tempfile.mkdtemp(prefix="pggan-ablate-"))
     command = (f"pggan ablate --data {shlex.quote(str(args.data))} "
                f"--out {shlex.quote(str(args.out))} --seeds {args.seeds} "
@@ -504,13 +510,7 @@ def _run_study(args: argparse.Namespace) -> int:
                            f"--budget-cpu-s {args.budget_cpu_s:g}")
     from pggan_lib import plots, study
 
-    arms = list(study.DEFAULT_ARMS)
-    if args.arms:
-        unknown = sorted(set(args.arms) - {a.name for a in arms})
-        if unknown:
-            raise CommandError(f"unknown arm(s) {', '.join(unknown)}; arms: "
-                               f"{', '.join(a.name for a in arms)}")
-        arms = [a for a in arms if a.name in args.arms]
+    arms = _selected_arms(study.DEFAULT_ARMS, args.arms)
     runs_dir = args.runs_dir or Path(tempfile.mkdtemp(prefix="pggan-study-"))
     command = (f"pggan study --data {shlex.quote(str(args.data))} "
                f"--out {shlex.quote(str(args.out))} --seeds {args.seeds} "
