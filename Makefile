@@ -8,7 +8,7 @@ VENV         := .venv
 PY           := $(VENV)/bin/python
 PGGAN        := $(VENV)/bin/pggan
 INSTALLED    := $(VENV)/.installed
-DEMO_MINUTES ?= 2
+DEMO_MINUTES ?= 4
 CORPUS       := data/demo_corpus
 DATASET      := data/demo_dataset
 

@@ -57,12 +57,14 @@ def _add_corpus_parser(subparsers) -> None:
     )
     parser.add_argument("--out", type=Path, default=config.DEMO_CORPUS_DIR,
                         help="output folder (default: %(default)s)")
-    parser.add_argument("--minutes-per-class", type=_positive_float, default=2.0,
+    parser.add_argument("--minutes-per-class", type=_positive_float,
+                        default=config.DEMO_MINUTES_PER_CLASS,
                         help="minutes of audio to render per class (default: %(default)s)")
     parser.add_argument("--classes", action="append", default=None,
                         help="class names, comma-separated or repeated (default: all; see "
                              "`pggan corpus --list-classes`)")
-    parser.add_argument("--max-excerpt-seconds", type=_positive_float, default=30.0,
+    parser.add_argument("--max-excerpt-seconds", type=_positive_float,
+                        default=config.DEMO_MAX_EXCERPT_SECONDS,
                         help="longest excerpt taken from one piece, so that each class spans "
                              "many pieces (default: %(default)s)")
     parser.add_argument("--list-classes", action="store_true",

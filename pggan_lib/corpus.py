@@ -682,11 +682,11 @@ def _short_reason(error: BaseException) -> str:
 
 
 def make_demo_corpus(out_dir: str | os.PathLike = config.DEMO_CORPUS_DIR,
-                     minutes_per_class: float = 2.0,
+                     minutes_per_class: float = config.DEMO_MINUTES_PER_CLASS,
                      classes: Sequence[str] | str | None = None,
                      instrument: str = "piano",
                      sample_rate: int = config.DEFAULT_SAMPLE_RATE,
-                     max_excerpt_seconds: float = 30.0,
+                     max_excerpt_seconds: float = config.DEMO_MAX_EXCERPT_SECONDS,
                      progress: bool = True) -> CorpusReport:
     """Render the embedded default corpus: a few minutes per composer / genre.
 
@@ -879,7 +879,7 @@ def _reusable_entry(entry: dict | None, relative: str, limit: float, out_dir: Pa
 
 
 def ensure_demo_corpus(out_dir: str | os.PathLike = config.DEMO_CORPUS_DIR,
-                       minutes_per_class: float = 2.0,
+                       minutes_per_class: float = config.DEMO_MINUTES_PER_CLASS,
                        progress: bool = True, **kwargs) -> Path:
     """Build the demo corpus unless ``out_dir`` already holds it.
 

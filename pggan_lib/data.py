@@ -41,6 +41,7 @@ Notebook: chapters/01_audio_fundamentals.ipynb
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -69,6 +70,7 @@ __all__ = [
     "split_by_source",
     "build_dataset",
     "read_manifest",
+    "dataset_fingerprint",
     "scale_samples",
     "scale_sample_rate",
     "class_names",
@@ -812,6 +814,21 @@ def read_manifest(dataset_dir: str | os.PathLike) -> dict[str, Any]:
     manifest = json.loads(path.read_text())
     manifest["dataset_dir"] = str(Path(dataset_dir))
     return manifest
+
+
+def dataset_fingerprint(manifest: dict[str, Any]) -> str:
+    """16 hex digits that change when the classes, shapes or split membership change.
+
+    Saved classifiers and study runs store it, so that results made on another
+    build of a dataset (a larger corpus, another split) are not reused.
+
+    Notebook: chapters/06_evaluation.ipynb
+    """
+    keys = ("sample_rate", "clip_samples", "num_scales", "class_names")
+    content = {k: manifest.get(k) for k in keys}
+    content["splits"] = {s: {"num_clips": v.get("num_clips"), "sources": v.get("sources")}
+                         for s, v in manifest.get("splits", {}).items()}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _manifest(manifest_or_dir: dict[str, Any] | str | os.PathLike) -> dict[str, Any]:

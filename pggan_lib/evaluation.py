@@ -33,7 +33,6 @@ Notebook: chapters/06_evaluation.ipynb
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -383,14 +382,6 @@ class ScaleClassifier:
                 f"test_accuracy={self.report.get('test_accuracy', float('nan')):.3f})")
 
 
-def _dataset_fingerprint(manifest: dict) -> str:
-    keys = ("sample_rate", "clip_samples", "num_scales", "class_names")
-    content = {k: manifest.get(k) for k in keys}
-    content["splits"] = {s: {"num_clips": v.get("num_clips"), "sources": v.get("sources")}
-                         for s, v in manifest.get("splits", {}).items()}
-    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def _build_mlp(num_features, num_classes, recipe, mean, variance):
     import keras
 
@@ -498,7 +489,7 @@ def train_classifier(dataset_dir: str | os.PathLike, scale: int,
         "confusion": confusion_matrix(y_test, test_pred, len(names)).tolist(),
         "num_train": int(len(y_train)), "num_test": int(len(y_test)),
         "num_features": int(f_train.shape[1]),
-        "recipe": recipe.to_dict(), "dataset_fingerprint": _dataset_fingerprint(manifest),
+        "recipe": recipe.to_dict(), "dataset_fingerprint": data.dataset_fingerprint(manifest),
         "train_seconds": round(time.perf_counter() - started, 3),
     }
     return ScaleClassifier(scale, rate, names, recipe, model, report)
@@ -556,7 +547,7 @@ def load_or_train_classifiers(dataset_dir: str | os.PathLike,
     recipe = recipe or ClassifierRecipe()
     manifest = data.read_manifest(dataset_dir)
     scales = range(manifest["num_scales"]) if scales is None else scales
-    fingerprint = _dataset_fingerprint(manifest)
+    fingerprint = data.dataset_fingerprint(manifest)
     clip_cache = {} if clip_cache is None else clip_cache
     result = {}
     for scale in scales:

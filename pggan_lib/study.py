@@ -73,10 +73,11 @@ class StudyArm:
 
 
 _AUGMENT = ("gain", "polarity", "shift", "cutout", "noise")
-#: The reference preset as it was before this study (fixed clips, EMA 0.999),
-#: pinned so that the baseline keeps its meaning when the preset changes.
-_OLD = {"data": "clips", "augment": (), "ema_decay": 0.999}
-_NEW = {"data": "windows", "augment": _AUGMENT, "ema_decay": 0.99}
+#: The reference preset as it was before this study (fixed clips, EMA 0.999,
+#: learning rate 1e-3), pinned so that every arm keeps its meaning when the
+#: preset takes the winners.
+_OLD = {"data": "clips", "augment": (), "ema_decay": 0.999, "learning_rate": 1e-3}
+_NEW = {"data": "windows", "augment": _AUGMENT, "ema_decay": 0.99, "learning_rate": 1e-3}
 
 #: The levers studied at the coarsest scale, each against ``old_reference``.
 DEFAULT_ARMS = (
@@ -171,7 +172,7 @@ def run_study_arm(data_dir, run_dir, arm: StudyArm, seed: int, budget_cpu_s: flo
         progress: Print a line per scoring point.
 
     Returns:
-        Dict: ``arm``, ``seed``, ``budget_cpu_s``, ``real`` (the real test
+        Dict: ``arm``, ``seed``, ``budget_cpu_s``, ``dataset_fingerprint``, ``real`` (the real test
         clips' metrics: the floor and ceiling), ``points`` (list of ``cpu_s``,
         ``wall_s``, ``step``, ``ema``, ``raw``), ``steps_per_cpu_s``, ``diverged``.
 
@@ -185,6 +186,7 @@ def run_study_arm(data_dir, run_dir, arm: StudyArm, seed: int, budget_cpu_s: flo
         log_every=50)
     points = evaluation_points(budget_cpu_s, first_cpu_s)
     record = {"arm": arm.to_dict(), "seed": int(seed), "budget_cpu_s": float(budget_cpu_s),
+              "dataset_fingerprint": data.dataset_fingerprint(data.read_manifest(data_dir)),
               "scale": scale, "n": scorer.n, "real": scorer.real, "points": [],
               "diverged": None}
     clock = {"cpu": time.process_time(), "wall": time.monotonic(), "excluded": 0.0}
@@ -249,12 +251,14 @@ def run_study(data_dir, out_dir, runs_dir, arms: Sequence[StudyArm] = DEFAULT_AR
     out_dir, runs_dir = Path(out_dir), Path(runs_dir)
     (out_dir / "runs").mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
+    fingerprint = data.dataset_fingerprint(data.read_manifest(data_dir))
     for arm in arms:
         for seed in seeds:
             path = _arm_file(out_dir, arm.name, seed)
             if path.is_file():
                 saved = json.loads(path.read_text())
-                if saved.get("budget_cpu_s") == budget_cpu_s and saved["arm"] == arm.to_dict():
+                if (saved.get("budget_cpu_s") == budget_cpu_s and saved["arm"] == arm.to_dict()
+                        and saved.get("dataset_fingerprint") == fingerprint):
                     continue
             run_dir = runs_dir / f"{arm.name}_seed{seed}"
             shutil.rmtree(run_dir, ignore_errors=True)

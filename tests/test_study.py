@@ -31,6 +31,10 @@ def test_default_arms_have_unique_names_and_valid_overrides():
         preset = config.get_preset(arm.preset).replace(**arm.overrides)
         assert preset.data in training.DATA_MODES
         layers.check_augment(preset.augment)
+    # The baseline is pinned: it stays the pre-study recipe whatever the preset becomes.
+    baseline = config.get_preset("reference").replace(**study.DEFAULT_ARMS[0].overrides)
+    assert (baseline.data, baseline.augment, baseline.ema_decay, baseline.learning_rate) == (
+        "clips", (), 0.999, 1e-3)
 
 
 def test_run_study_arm_scores_at_each_cpu_point(tone_dataset, tmp_path):
@@ -63,6 +67,15 @@ def test_run_study_skips_finished_runs_and_summarises(tone_dataset, tmp_path):
     study.run_study(tone_dataset, out, tmp_path / "runs", arms=[TINY_WINDOWS], seeds=[0, 1],
                     budget_cpu_s=2.0, first_cpu_s=1.0, progress=False)
     assert [p.stat().st_mtime_ns for p in sorted((out / "runs").iterdir())] == mtimes
+    # A run made on another build of the dataset (a larger corpus) is made again.
+    stale = out / "runs" / "tiny_windows_seed1.json"
+    record = json.loads(stale.read_text())
+    assert len(record["dataset_fingerprint"]) == 16
+    stale.write_text(json.dumps({**record, "dataset_fingerprint": "0" * 16}))
+    study.run_study(tone_dataset, out, tmp_path / "runs", arms=[TINY_WINDOWS], seeds=[0, 1],
+                    budget_cpu_s=2.0, first_cpu_s=1.0, progress=False)
+    assert json.loads(stale.read_text())["dataset_fingerprint"] == record["dataset_fingerprint"]
+    assert (out / "runs" / "tiny_windows_seed0.json").stat().st_mtime_ns == mtimes[0]
     saved = json.loads((out / study.STUDY_FILE_NAME).read_text())
     assert saved["arms"]["tiny_windows"]["seeds"] == 2 and "runs" not in saved
     assert summary["arms"]["tiny_windows"]["ema_fd"]["n"] == 2
