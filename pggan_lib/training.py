@@ -12,8 +12,10 @@ The pieces, from small to large:
   generator's exponential moving average (EMA) and per-step measurements
   D(x), D(G(z)), Delta = |D(G(z)) - D(x)|, the penalty and gradient norms.
 * :func:`train`: the driver. One compiled step per phase, checkpoints written
-  atomically, ``resume=True`` continues bit-for-bit where the last checkpoint
-  left off (weights, both optimisers, EMA, RNG state and data position).
+  atomically with a checksum, ``resume=True`` continues where the newest intact
+  checkpoint left off (weights, both optimisers, EMA, RNG state and data
+  position): the same steps on the same data, equal to an uninterrupted run
+  within floating-point rounding (bit for bit under op determinism).
 
 A run folder holds ``config.json``, ``history.csv`` (one row per step,
 continuous across resumes), ``checkpoints/``, ``samples/`` (WAV at each phase
@@ -27,14 +29,18 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import json
 import math
 import os
 import re
+import sys
 import tempfile
 import time
 import types
 import warnings
+import zipfile
+import zlib
 from pathlib import Path
 
 import keras
@@ -61,6 +67,8 @@ __all__ = [
     "load_checkpoint",
     "latest_checkpoint",
     "read_checkpoint_meta",
+    "verify_checkpoint",
+    "CheckpointDamaged",
     "read_history",
     "train",
     "load_generator",
@@ -596,7 +604,8 @@ def save_checkpoint(gan: ProgressiveGAN, path, meta: dict) -> Path:
 
     One ``.npz`` file: arrays ``"<group>/<index>"`` (groups from
     :meth:`ProgressiveGAN.state_groups`) and ``"__meta__"`` (JSON: step,
-    scale, alpha, ...).
+    scale, alpha, ..., and ``checksum``, the SHA-256 of the arrays that
+    :func:`verify_checkpoint` recomputes).
 
     Args:
         gan: The GAN.
@@ -611,7 +620,8 @@ def save_checkpoint(gan: ProgressiveGAN, path, meta: dict) -> Path:
     arrays = {f"{group}/{i}": np.asarray(ops.convert_to_numpy(v))
               for group, variables in gan.state_groups().items()
               for i, v in enumerate(variables)}
-    meta = dict(meta, groups={g: len(v) for g, v in gan.state_groups().items()})
+    meta = dict(meta, groups={g: len(v) for g, v in gan.state_groups().items()},
+                checksum=_arrays_checksum(arrays))
     arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
 
     def write(tmp):
@@ -621,10 +631,56 @@ def save_checkpoint(gan: ProgressiveGAN, path, meta: dict) -> Path:
     return Path(path)
 
 
+class CheckpointDamaged(RunError):
+    """A checkpoint file that cannot be read back whole (truncated, empty, corrupted)."""
+
+
+def _arrays_checksum(arrays) -> str:
+    """SHA-256 over the arrays' names, shapes, dtypes and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(k for k in arrays if k != "__meta__"):
+        value = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{value.dtype.str}:{value.shape};".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+def verify_checkpoint(path) -> dict:
+    """Read a whole checkpoint and check its checksum; return its meta dict.
+
+    Args:
+        path: A ``ckpt-*.npz`` file.
+
+    Returns:
+        The ``__meta__`` dict.
+
+    Raises:
+        CheckpointDamaged: The file is empty, truncated, not a zip archive, has a
+            bad CRC or its arrays do not match the stored checksum (the message
+            names the file and the reason, in one line).
+
+    Notebook: chapters/05_training_on_gpu.ipynb
+    """
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise ValueError("the file is empty")
+        with np.load(path) as stored:
+            meta = json.loads(stored["__meta__"].tobytes().decode())
+            arrays = {name: stored[name] for name in stored.files if name != "__meta__"}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise CheckpointDamaged(f"{path}: damaged checkpoint ({reason})") from None
+    # Checkpoints written before checksums existed rely on the zip CRCs checked above.
+    if "checksum" in meta and _arrays_checksum(arrays) != meta["checksum"]:
+        raise CheckpointDamaged(f"{path}: damaged checkpoint (its arrays do not match the "
+                                f"checksum stored in it)")
+    return meta
+
+
 def read_checkpoint_meta(path) -> dict:
-    """The ``__meta__`` dict of a checkpoint file (no TensorFlow work)."""
-    with np.load(path) as arrays:
-        return json.loads(arrays["__meta__"].tobytes().decode())
+    """The ``__meta__`` dict of a checkpoint file, checked whole (:func:`verify_checkpoint`)."""
+    return verify_checkpoint(path)
 
 
 def load_checkpoint(gan: ProgressiveGAN, path, groups=None) -> dict:
@@ -662,14 +718,42 @@ def load_checkpoint(gan: ProgressiveGAN, path, groups=None) -> dict:
     return meta
 
 
-def latest_checkpoint(run_dir):
-    """Newest ``checkpoints/ckpt-<step>.npz`` of a run, or None."""
+def latest_checkpoint(run_dir, warn=True):
+    """Newest *intact* ``checkpoints/ckpt-<step>.npz`` of a run, or None when there is none.
+
+    Damaged files (a full disk, a copy cut short) are skipped with a one-line
+    warning on stderr naming the file and the reason, so that a run falls back
+    to the newest checkpoint it can trust.
+
+    Args:
+        run_dir: A run folder.
+        warn: Print the warnings.
+
+    Returns:
+        The path, or None when the folder holds no checkpoint at all.
+
+    Raises:
+        CheckpointDamaged: There are checkpoints, and every one is damaged.
+
+    Notebook: chapters/05_training_on_gpu.ipynb
+    """
     folder = Path(run_dir) / "checkpoints"
     if not folder.is_dir():
         return None
-    found = sorted((int(m.group(1)), folder / name) for name in os.listdir(folder)
-                   if (m := _CHECKPOINT_PATTERN.match(name)))
-    return found[-1][1] if found else None
+    found = sorted(((int(m.group(1)), folder / name) for name in os.listdir(folder)
+                    if (m := _CHECKPOINT_PATTERN.match(name))), reverse=True)
+    for _, path in found:
+        try:
+            verify_checkpoint(path)
+            return path
+        except CheckpointDamaged as error:
+            if warn:
+                print(f"warning: {error}; skipping it", file=sys.stderr, flush=True)
+    if found:
+        raise CheckpointDamaged(
+            f"{folder}: all {len(found)} checkpoints are damaged; restore a copy of the "
+            f"folder or start a new run in a new folder")
+    return None
 
 
 def _prune_checkpoints(run_dir, keep=_KEEP_CHECKPOINTS):
@@ -864,11 +948,12 @@ def train(data_dir, run_dir, preset=None, resume=False, loss=None, activation=No
     written atomically; at each phase end also WAV samples, TensorBoard audio,
     ``generator.keras`` (the EMA generator) and ``run_state.json``.
 
-    ``resume=True`` loads the newest checkpoint and continues at the same
+    ``resume=True`` loads the newest intact checkpoint (a damaged one is
+    skipped with a warning, :func:`latest_checkpoint`) and continues at the same
     global step, phase, alpha, optimiser state, EMA weights and RNG state; the
     data position is restored by re-creating the phase's seeded dataset and
     skipping the steps already taken. A run killed at any moment resumes from
-    its last checkpoint and then equals an uninterrupted run.
+    its last checkpoint and then equals an uninterrupted run within rounding.
 
     Args:
         data_dir: Dataset folder (``pggan dataset`` / ``data.build_dataset``).
