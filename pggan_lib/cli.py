@@ -10,6 +10,7 @@ Notebook: chapters/05_training_on_gpu.ipynb
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -25,8 +26,8 @@ class CommandError(Exception):
 
 def _positive_float(text: str) -> float:
     value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
     return value
 
 
@@ -276,8 +277,6 @@ def _add_generate_parser(subparsers) -> None:
 
 
 def _run_generate(args: argparse.Namespace) -> int:
-    import json
-
     run = args.run
     if not run.is_dir():
         raise CommandError(f"{run}: no such run folder")
@@ -287,7 +286,10 @@ def _run_generate(args: argparse.Namespace) -> int:
     if not has_checkpoint and not (run / "generator.keras").is_file():
         raise CommandError(f"{run}: no checkpoint yet; train first (`pggan train --out {run} "
                            f"--resume` to continue)")
-    run_config = json.loads((run / "config.json").read_text())
+    from pggan_lib import data
+
+    run_config = data.read_json_object(run / "config.json", config.RUN_CONFIG_FIELDS,
+                                       CommandError)
     classes = run_config["dataset"]["class_names"]
     if args.class_name is not None:
         if not run_config["conditional"]:

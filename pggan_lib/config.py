@@ -45,6 +45,8 @@ DEMO_MAX_EXCERPT_SECONDS = 15.0
 RESULTS_DIR = REPO_ROOT / "results" if IN_CHECKOUT else Path.cwd() / "results"
 #: The committed reference run (``pggan train --preset reference`` on the demo corpus).
 REFERENCE_RUN_DIR = RESULTS_DIR / "reference"
+#: Fields every run folder's ``config.json`` has (a reader names a missing one).
+RUN_CONFIG_FIELDS = ("preset", "model_spec", "loss", "activation", "dataset", "schedule")
 
 
 def scale_sample_rate(scale: int, num_scales: int = DEFAULT_NUM_SCALES,

@@ -120,11 +120,30 @@ def test_error_messages(tone_dataset, trained_run, tmp_path, capsys):
         (("study", "--data", tone_dataset, "--out", tmp_path / "s", "--budget-cpu-s", "10",
           "--first-cpu-s", "20"), "--first-cpu-s 20 is larger than --budget-cpu-s 10"),
     ]
+    # Manifests that are not what they should be: one line naming the file and the field.
+    manifest_cases = {"not_json": ("{oops", "not valid JSON (Expecting property name"),
+                      "a_list": ("[1, 2]", "expected a JSON object, found list"),
+                      "no_scales": (json.dumps({"sample_rate": 16000}),
+                                    "missing field 'clip_samples'")}
+    for name, (text, message) in manifest_cases.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text(text)
+        cases.append((("train", "--data", tmp_path / name, "--out", tmp_path / "r"),
+                      f"{tmp_path / name / 'manifest.json'}: {message}"))
     for argv, message in cases:
         code, err = run_cli(capsys, *argv)
         assert code == 2, argv
         assert message in err, (argv, err)
-        assert err.startswith(f"pggan {argv[0]}: error: ")
+        assert err.startswith(f"pggan {argv[0]}: error: ") and "Traceback" not in err
+        assert len(err.strip().splitlines()) == 1, err
+    # NaN and infinity are not "positive numbers" (NaN used to mean "no limit").
+    for value in ("nan", "inf", "-1"):
+        with pytest.raises(SystemExit) as stop:
+            cli.main(["train", "--data", str(tone_dataset), "--out", str(tmp_path / "r"),
+                      "--max-minutes", value])
+        err = capsys.readouterr().err
+        assert stop.value.code == 2
+        assert f"argument --max-minutes: must be a finite number > 0, got {value}" in err
 
 
 def test_sigkill_then_resume_continues_history(tone_dataset, tmp_path, capsys):
