@@ -75,6 +75,9 @@ __all__ = [
     "record_phase_metrics",
     "PHASE_METRICS_FILE_NAME",
     "format_metrics_table",
+    "TARGETS",
+    "check_targets",
+    "format_targets_table",
 ]
 
 #: Folder inside a dataset that holds its per-scale classifiers.
@@ -1109,4 +1112,71 @@ def format_metrics_table(metrics: dict[str, Any]) -> str:
                          f"{m['frechet_distance']:>8.3g} {m['ndb_over_k']:>6.2f} "
                          f"{m['nn_median']:>7.3f} {_flatness_text(m):>6}")
             first = False
+    return "\n".join(lines)
+
+
+#: Targets of a run that sounds like its corpus (chapter 6): IS_gen / IS_real at
+#: least ``is_ratio``; FD_gen / FD floor at most ``fd_ratio_low`` up to
+#: ``low_rate_hz`` and ``fd_ratio_high`` above; the finest scale's median
+#: spectral flatness within ``flatness_tolerance`` of the real clips'.
+TARGETS = {"is_ratio": 0.7, "fd_ratio_low": 3.0, "fd_ratio_high": 10.0, "low_rate_hz": 1000.0,
+           "flatness_tolerance": 0.25}
+
+
+def check_targets(metrics: dict[str, Any], source: str = "ema",
+                  targets: dict[str, float] | None = None) -> list[dict[str, Any]]:
+    """Each scale of :func:`evaluate_run`'s result against :data:`TARGETS`.
+
+    Args:
+        metrics: ``metrics.json`` of a run.
+        source: ``"ema"`` or ``"raw"``.
+        targets: Replaces :data:`TARGETS`.
+
+    Returns:
+        One dict per scale: ``scale``, ``sample_rate``, ``is_ratio``, ``fd_ratio``,
+        ``fd_limit``, ``flatness_ratio`` (gen / real), and booleans ``is_met``,
+        ``fd_met`` and (finest scale only, else None) ``flatness_met``.
+
+    Notebook: chapters/06_evaluation.ipynb
+    """
+    targets = {**TARGETS, **(targets or {})}
+    scales = sorted(metrics["scales"], key=int)
+    rows = []
+    for scale in scales:
+        entry = metrics["scales"][scale]
+        real, gen = entry["real"], entry[source]
+        rate = float(entry["sample_rate"])
+        fd_limit = targets["fd_ratio_low"] if rate <= targets["low_rate_hz"] else \
+            targets["fd_ratio_high"]
+        flatness = (gen.get("spectral_flatness") / real["spectral_flatness"]
+                    if gen.get("spectral_flatness") and real.get("spectral_flatness") else None)
+        finest = scale == scales[-1]
+        rows.append({
+            "scale": int(scale), "sample_rate": rate,
+            "is_ratio": gen["inception_score"] / real["inception_score"],
+            "fd_ratio": gen["frechet_distance"] / real["frechet_distance"], "fd_limit": fd_limit,
+            "flatness_ratio": flatness,
+            "is_met": gen["inception_score"] / real["inception_score"] >= targets["is_ratio"],
+            "fd_met": gen["frechet_distance"] / real["frechet_distance"] <= fd_limit,
+            "flatness_met": (abs(flatness - 1.0) <= targets["flatness_tolerance"]
+                             if finest and flatness is not None else None)})
+    return rows
+
+
+def format_targets_table(rows: list[dict[str, Any]]) -> str:
+    """:func:`check_targets` as a plain-text table (``yes``/``no`` per target).
+
+    Notebook: chapters/06_evaluation.ipynb
+    """
+    def flag(value):
+        return "-" if value is None else ("yes" if value else "no")
+
+    header = (f"{'scale':>5} {'rate':>6} {'IS/IS_real':>10} {'>=' + str(TARGETS['is_ratio']):>5} "
+              f"{'FD/floor':>9} {'limit':>6} {'met':>4} {'flat/real':>9} {'met':>4}")
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        flat = "-" if r["flatness_ratio"] is None else f"{r['flatness_ratio']:.2f}"
+        lines.append(f"{r['scale']:>5} {r['sample_rate']:>6g} {r['is_ratio']:>10.2f} "
+                     f"{flag(r['is_met']):>5} {r['fd_ratio']:>9.1f} {r['fd_limit']:>6g} "
+                     f"{flag(r['fd_met']):>4} {flat:>9} {flag(r['flatness_met']):>4}")
     return "\n".join(lines)

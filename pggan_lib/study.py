@@ -37,6 +37,7 @@ __all__ = [
     "run_study",
     "summarize_study",
     "format_study_table",
+    "budget_to_reach",
     "STUDY_FILE_NAME",
 ]
 
@@ -349,3 +350,37 @@ def format_study_table(summary: dict[str, Any]) -> str:
                      f"{cell(arm['raw_fd']):>13} {cell(arm['ema_is']):>11} "
                      f"{cell(arm['ema_flatness_ratio']):>11}")
     return "\n".join(lines)
+
+
+def budget_to_reach(run: dict[str, Any], target_ratio: float, source: str = "ema",
+                    key: str = "frechet_distance") -> dict[str, Any] | None:
+    """Extrapolate a study run's curve to the CPU budget where ``key`` reaches ``target_ratio`` x real.
+
+    Fits a power law to the excess over the real value, ``log(m - real) = a + b
+    log(cpu_s)`` (least squares over the scoring points with ``m > real``), and
+    solves ``m = target_ratio * real``. An extrapolation, not a promise: curves
+    of GANs bend, so read it as the order of magnitude the measured trend implies.
+
+    Args:
+        run: One record of :func:`run_study_arm`.
+        target_ratio: Wanted ``m / real`` (> 1), e.g. 3 for "FD at most 3x the floor".
+        source: ``"ema"`` or ``"raw"``.
+        key: Metric (lower is better).
+
+    Returns:
+        ``{"slope": b, "cpu_s": budget, "points": n, "reached": bool}`` (``cpu_s``
+        None when the curve does not fall), or None with fewer than 2 usable points.
+
+    Notebook: chapters/05_training_on_gpu.ipynb
+    """
+    real = run["real"][key]
+    pairs = [(p["cpu_s"], p[source][key]) for p in run["points"]
+             if p.get(source) and p[source][key] > real and p["cpu_s"] > 0]
+    if len(pairs) < 2:
+        return None
+    x, y = np.log([c for c, _ in pairs]), np.log([m - real for _, m in pairs])
+    slope, intercept = np.polyfit(x, y, 1)
+    reached = pairs[-1][1] <= target_ratio * real
+    budget = (float(np.exp((np.log((target_ratio - 1.0) * real) - intercept) / slope))
+              if slope < 0 else None)
+    return {"slope": float(slope), "cpu_s": budget, "points": len(pairs), "reached": reached}

@@ -236,3 +236,21 @@ def test_train_evaluate_records_each_stable_phase_once(tone_dataset, tmp_path, c
     evaluation.record_phase_metrics(run, tone_dataset, scale=2, phase_index=4)
     assert sorted(json.loads((run / evaluation.PHASE_METRICS_FILE_NAME).read_text())) == \
         ["0", "2", "4"]
+
+
+def test_check_targets_against_the_issue_thresholds():
+    def entry(rate, is_gen, fd_gen, flat_gen=None):
+        real = {"inception_score": 2.0, "frechet_distance": 2.0, "spectral_flatness": 0.1}
+        gen = {"inception_score": is_gen, "frechet_distance": fd_gen, "spectral_flatness": flat_gen}
+        return {"sample_rate": rate, "real": real, "ema": gen}
+
+    metrics = {"scales": {"0": entry(250, 1.4, 6.0), "1": entry(1000, 1.39, 6.1),
+                          "2": entry(2000, 1.5, 20.0, 0.124)}}
+    rows = evaluation.check_targets(metrics)
+    assert [r["fd_limit"] for r in rows] == [3.0, 3.0, 10.0]
+    assert [(r["is_met"], r["fd_met"]) for r in rows] == [(True, True), (False, False),
+                                                         (True, True)]
+    assert rows[2]["flatness_ratio"] == pytest.approx(1.24) and rows[2]["flatness_met"]
+    assert rows[0]["flatness_met"] is None  # only the finest scale is judged on tonality
+    table = evaluation.format_targets_table(rows)
+    assert len(table.splitlines()) == 5 and "1.24" in table

@@ -101,3 +101,18 @@ def test_summary_takes_the_last_point_with_seed_spread():
     assert a["ema_flatness_ratio"]["mean"] == pytest.approx(2.0)
     assert summary["arms"]["b"]["ema_flatness_ratio"]["mean"] == pytest.approx(1.0)
     assert a["steps"]["mean"] == 100 and a["seeds"] == 2
+
+
+def test_budget_to_reach_inverts_a_power_law():
+    # FD - floor = 40 * (cpu / 10) ** -0.5 with floor 2: FD = 3 x floor (excess 4) at cpu = 1000.
+    floor = 2.0
+    points = [{"cpu_s": c, "step": 1, "ema": {"frechet_distance": floor + 40 * (c / 10) ** -0.5}}
+              for c in (10, 20, 40, 80)]
+    run = {"real": {"frechet_distance": floor}, "points": points}
+    result = study.budget_to_reach(run, 3.0)
+    assert result["slope"] == pytest.approx(-0.5) and result["cpu_s"] == pytest.approx(1000.0)
+    assert result["points"] == 4 and not result["reached"]
+    rising = {"real": {"frechet_distance": floor},
+              "points": [{"cpu_s": c, "ema": {"frechet_distance": floor + c}} for c in (1, 2)]}
+    assert study.budget_to_reach(rising, 3.0)["cpu_s"] is None
+    assert study.budget_to_reach({"real": run["real"], "points": points[:1]}, 3.0) is None
