@@ -25,6 +25,7 @@ import soundfile as sf
 import soxr
 
 __all__ = [
+    "check_output_folder",
     "AUDIO_EXTENSIONS",
     "AudioError",
     "AudioInfo",
@@ -423,6 +424,33 @@ def sample_rate_pyramid(clip: np.ndarray, num_scales: int) -> list[np.ndarray]:
     for _ in range(num_scales - 1):
         levels.append(downsample2(levels[-1]))
     return levels[::-1]
+
+
+def check_output_folder(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """A folder that may receive new files: absent, empty, or ``overwrite`` allowed.
+
+    Args:
+        path: Output folder.
+        overwrite: Allow a folder that already holds files (they may be replaced).
+
+    Returns:
+        ``path`` as a Path (not created here).
+
+    Raises:
+        FileExistsError: ``path`` is a file, or a non-empty folder without
+            ``overwrite`` (one line naming the folder and what to do).
+
+    Notebook: chapters/05_training_on_gpu.ipynb
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"{path} is a file; give a folder for the clips")
+    if path.is_dir() and not overwrite:
+        count = sum(1 for _ in path.iterdir())
+        if count:
+            raise FileExistsError(f"{path} already holds {count} entries; pass --overwrite "
+                                  f"(overwrite=True) to write over them, or give a new folder")
+    return path
 
 
 def save_audio(path: str | os.PathLike, x: np.ndarray, sample_rate: int) -> Path:

@@ -265,7 +265,10 @@ def _add_generate_parser(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, required=True, help="run folder made by `pggan train`")
     parser.add_argument("--n", type=_positive_int, default=8, help="number of clips (default 8)")
-    parser.add_argument("--out", type=Path, required=True, help="output folder (created)")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="output folder (created; refused when it holds files)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into an output folder that already holds files")
     parser.add_argument("--class", dest="class_name", default=None,
                         help="class to generate (runs trained with --conditional only)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the latent vectors")
@@ -286,7 +289,7 @@ def _run_generate(args: argparse.Namespace) -> int:
     if not has_checkpoint and not (run / "generator.keras").is_file():
         raise CommandError(f"{run}: no checkpoint yet; train first (`pggan train --out {run} "
                            f"--resume` to continue)")
-    from pggan_lib import data
+    from pggan_lib import audio, data
 
     run_config = data.read_json_object(run / "config.json", config.RUN_CONFIG_FIELDS,
                                        CommandError)
@@ -298,12 +301,21 @@ def _run_generate(args: argparse.Namespace) -> int:
         if args.class_name not in classes:
             raise CommandError(f"unknown class {args.class_name!r}; classes: {', '.join(classes)}")
 
+    try:
+        audio.check_output_folder(args.out, args.overwrite)
+    except FileExistsError as error:
+        raise CommandError(f"--out {error}") from None
+    # Upper bound: 16-bit PCM at the finest scale (a coarser --scale writes less).
+    megabytes = args.n * (2 * run_config["model_spec"]["clip_samples"] + 44) / 1e6
+    print(f"pggan generate: {args.n} clips, up to {megabytes:.3g} MB", flush=True)
+
     from pggan_lib import training
 
     try:
         paths = training.write_generated(run, args.n, args.out, class_name=args.class_name,
                                          seed=args.seed, scale=args.scale,
-                                         use_ema=not args.no_ema)
+                                         use_ema=not args.no_ema, overwrite=args.overwrite,
+                                         progress=args.n > 16)
     except ValueError as error:
         raise CommandError(str(error)) from error
     print(f"pggan generate: wrote {len(paths)} files to {args.out}")

@@ -569,6 +569,12 @@ def _fsync_dir(path):
         os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write(path, write, suffix=".tmp"):
     """Write ``path`` via a temporary file in the same folder, fsync, ``os.replace``.
 
@@ -584,6 +590,7 @@ def _atomic_write(path, write, suffix=".tmp"):
         write(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; use what open() would
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except BaseException:
@@ -1315,7 +1322,7 @@ def generate_audio(run_dir, n, class_name=None, seed=0, scale=None, use_ema=True
 
 
 def write_generated(run_dir, n, out_dir, class_name=None, seed=0, scale=None, use_ema=True,
-                    batch_size=16):
+                    batch_size=16, overwrite=False, progress=False):
     """Generate ``n`` clips and write them as WAV files ``out_dir/<name>_<i>.wav``.
 
     Clips are written batch by batch, so the first file appears after one
@@ -1325,18 +1332,29 @@ def write_generated(run_dir, n, out_dir, class_name=None, seed=0, scale=None, us
     Args:
         run_dir, n, class_name, seed, scale, use_ema, batch_size: As in
             :func:`generate_audio`.
-        out_dir: Output folder (created).
+        out_dir: Output folder (created); refused when it already holds files,
+            unless ``overwrite``.
+        overwrite: Write into a non-empty folder (same names are replaced).
+        progress: Show a tqdm bar (clips written).
 
     Returns:
         List of the paths written.
 
+    Raises:
+        FileExistsError: ``out_dir`` is a file, or a non-empty folder without ``overwrite``.
+
     Notebook: chapters/05_training_on_gpu.ipynb
     """
+    from tqdm.auto import tqdm
+
+    audio.check_output_folder(out_dir, overwrite)
     paths = []
-    for start, clips, labels, info in _generated_batches(run_dir, n, class_name, seed, scale,
-                                                         use_ema, batch_size):
-        for i, (clip, label) in enumerate(zip(clips, labels), start):
-            prefix = info["class_names"][label] if info["conditional"] else "sample"
-            paths.append(audio.save_audio(Path(out_dir) / f"{prefix}_{i:04d}.wav", clip,
-                                          info["sample_rate"]))
+    with tqdm(total=n, unit="clip", desc="generate", disable=not progress) as bar:
+        for start, clips, labels, info in _generated_batches(run_dir, n, class_name, seed,
+                                                             scale, use_ema, batch_size):
+            for i, (clip, label) in enumerate(zip(clips, labels), start):
+                prefix = info["class_names"][label] if info["conditional"] else "sample"
+                paths.append(audio.save_audio(Path(out_dir) / f"{prefix}_{i:04d}.wav", clip,
+                                              info["sample_rate"]))
+            bar.update(len(clips))
     return paths

@@ -79,6 +79,35 @@ def test_train_then_generate_writes_finest_scale_wavs(trained_run, tmp_path, cap
     assert (info.frames, info.samplerate) == (128, 8_000)
 
 
+def test_generate_refuses_to_overwrite_and_says_the_size(trained_run, tmp_path, capsys):
+    out = tmp_path / "clips"
+    code, err = run_cli(capsys, "generate", "--run", trained_run, "--n", 2, "--out", out)
+    assert code == 0, err
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    code, err = run_cli(capsys, "generate", "--run", trained_run, "--n", 2, "--out", out,
+                        "--seed", 9)
+    assert code == 2 and f"--out {out} already holds 2 entries; pass --overwrite" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing lost
+    a_file = tmp_path / "a.wav"
+    a_file.write_bytes(b"x")
+    code, err = run_cli(capsys, "generate", "--run", trained_run, "--out", a_file)
+    assert code == 2 and f"{a_file} is a file; give a folder" in err
+    code = cli.main(["generate", "--run", str(trained_run), "--n", "2", "--out", str(out),
+                     "--seed", "9", "--overwrite"])
+    captured = capsys.readouterr()
+    assert code == 0 and {p.name: p.read_bytes() for p in out.iterdir()} != before
+    # 2 clips of 256 samples as 16-bit PCM with a 44-byte header: 1112 bytes.
+    assert "2 clips, up to 0.00111 MB" in captured.out
+    assert sum(p.stat().st_size for p in out.iterdir()) <= 1112
+
+
+def test_run_files_follow_the_umask(trained_run):
+    mask = os.umask(0)
+    os.umask(mask)
+    for name in ("config.json", "history.csv", "run_state.json", "generator.keras"):
+        assert (trained_run / name).stat().st_mode & 0o777 == 0o666 & ~mask, name
+
+
 def test_generate_class_of_conditional_run(conditional_run, tmp_path, capsys):
     code, err = run_cli(capsys, "generate", "--run", conditional_run, "--n", 2, "--out",
                         tmp_path, "--class", "high")
