@@ -38,7 +38,6 @@ import sys
 import tempfile
 import time
 import types
-import warnings
 import zipfile
 import zlib
 from pathlib import Path
@@ -910,7 +909,7 @@ def _resolve_options(run_dir, resume, preset, loss, activation, conditional, see
     for name, value in asked.items():
         have = options[name].name if name == "preset" else options[name]
         if value is not None and value != have and not (name == "conditional" and not value):
-            raise RunError(f"{run_dir} was started with {name}={have!r}; --resume continues "
+            raise RunError(f"{run_dir} was started with {name}={have!r}; resuming continues "
                            f"with the run's own settings (asked: {value!r}). Drop the option "
                            f"or start a new run folder.")
     return options
@@ -1011,14 +1010,15 @@ def train(data_dir, run_dir, preset=None, resume=False, loss=None, activation=No
     if resume:
         if not (run_dir / "config.json").is_file():
             raise RunError(f"{run_dir}: not a run folder (no config.json); start a new run "
-                           f"without --resume")
+                           f"without resume=True (--resume)")
         checkpoint = latest_checkpoint(run_dir)
         if checkpoint is None:
             raise RunError(f"{run_dir}: no checkpoint in {run_dir / 'checkpoints'} to resume "
-                           f"from; start a new run without --resume in a new folder")
+                           f"from; start a new run without resume=True (--resume) in a new "
+                           f"folder")
     elif run_dir.exists() and any(run_dir.iterdir()):
-        raise RunError(f"{run_dir} already exists; pass --resume to continue that run, or "
-                       f"give a new folder")
+        raise RunError(f"{run_dir} already exists; pass resume=True (--resume) to continue "
+                       f"that run, or give a new folder")
     options = _resolve_options(run_dir, resume, preset, loss, activation, conditional, seed,
                                critic_output)
     preset = options["preset"]
@@ -1175,8 +1175,10 @@ def train(data_dir, run_dir, preset=None, resume=False, loss=None, activation=No
                 if stop_here:
                     return read_history(run_dir)
                 if out_of_time:
-                    warnings.warn(f"stopped after {max_minutes} minutes at step {global_step} "
-                                  f"of {total_steps}; continue with resume=True (--resume)")
+                    # A planned stop, not a problem: one plain line, no warning machinery.
+                    print(f"stopped after {max_minutes:g} minutes at step {global_step} of "
+                          f"{total_steps}; continue with resume=True (--resume)",
+                          file=sys.stderr, flush=True)
                     return read_history(run_dir)
     finally:
         bar.close()

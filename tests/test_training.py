@@ -242,7 +242,7 @@ def test_nan_guard_names_the_step(tone_dataset, tmp_path, monkeypatch):
 
 def test_run_errors(tone_dataset, straight_run, tmp_path):
     run, _ = straight_run
-    with pytest.raises(training.RunError, match="already exists; pass --resume"):
+    with pytest.raises(training.RunError, match=r"already exists; pass resume=True \(--resume\)"):
         training.train(tone_dataset, run, preset="tiny", progress=False)
     with pytest.raises(training.RunError, match="manifest.json"):
         training.train(tmp_path, tmp_path / "new", preset="tiny", progress=False)
@@ -341,3 +341,15 @@ def test_on_step_stops_the_run_where_it_says(tone_dataset, tmp_path):
                              on_step=stop_at_seven)
     assert history["step"] == list(range(1, 8)) and seen[-1][1] == 7
     assert training.latest_checkpoint(tmp_path / "run").name == "ckpt-00000007.npz"
+
+
+def test_max_minutes_stop_is_one_plain_line_and_resumes(tone_dataset, tmp_path, capsys):
+    run = tmp_path / "run"
+    first = training.train(tone_dataset, run, preset="tiny", max_minutes=1e-9, progress=False)
+    err = capsys.readouterr().err.strip().splitlines()
+    stopped = [line for line in err if line.startswith("stopped after")]
+    assert stopped == [f"stopped after 1e-09 minutes at step {first['step'][-1]} of 20; "
+                       f"continue with resume=True (--resume)"]
+    assert not any("Warning" in line for line in err)
+    assert training.train(tone_dataset, run, resume=True, progress=False)["step"] == list(
+        range(1, 21))
