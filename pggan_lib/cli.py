@@ -579,6 +579,13 @@ def _import_tensorflow_quietly() -> None:
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 2)
             import tensorflow  # noqa: F401
+    except ModuleNotFoundError as error:
+        if error.name != "tensorflow":
+            raise
+        raise CommandError(
+            "TensorFlow is not installed. Install the library with one of its extras: "
+            "pip install 'pggan-lib[cpu]' (CPU only) or 'pggan-lib[gpu]' (CUDA); in Colab "
+            "TensorFlow is already there") from None
     finally:
         os.dup2(saved_stderr, 2)
         os.close(saved_stderr)

@@ -200,3 +200,18 @@ def test_sigkill_then_resume_continues_history(tone_dataset, tmp_path, capsys):
              (run / "history.csv").read_text().splitlines()[1:]]
     assert steps == list(range(1, 21))  # same count as an uninterrupted run, no repeats
     assert json.loads((run / "run_state.json").read_text())["global_step"] == 20
+
+
+def test_missing_tensorflow_names_the_extras(tmp_path):
+    # A stand-in "tensorflow" package that fails as a missing one would.
+    fake = tmp_path / "site"
+    (fake / "tensorflow").mkdir(parents=True)
+    (fake / "tensorflow" / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'tensorflow'\", name='tensorflow')\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "pggan_lib.cli", "generate", "--run", str(tmp_path), "--out",
+         str(tmp_path / "g")], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(fake), os.getcwd()])})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "TensorFlow is not installed" in result.stderr and "pggan-lib[cpu]" in result.stderr
