@@ -551,6 +551,7 @@ def build_dataset(source_dir: str | os.PathLike, out_dir: str | os.PathLike,
     clip_seconds = clip_samples / sample_rate
     seconds_per_file: dict[str, dict[str, float]] = {}
     paths: dict[str, Path] = {}
+    short_seconds: list[float] = []
     for class_name, files in files_per_class.items():
         for path in files:
             key = _relative(path, source_root)
@@ -565,10 +566,14 @@ def build_dataset(source_dir: str | os.PathLike, out_dir: str | os.PathLike,
             if info.seconds < clip_seconds:
                 skipped.append((key, f"shorter than one clip ({info.seconds:.3f} s < "
                                      f"{clip_seconds:.3f} s)"))
+                short_seconds.append(info.seconds)
                 continue
             seconds_per_file.setdefault(class_name, {})[key] = info.seconds
             paths[key] = path
     classes = sorted(seconds_per_file)
+    if not classes and short_seconds and len(short_seconds) == len(skipped):
+        raise DatasetError(_all_short_message(source_root, short_seconds, sample_rate,
+                                              clip_samples, num_scales))
     if not classes:
         raise DatasetError(_nothing_usable_message(source_root, sorted(skipped)))
     warnings = []
@@ -719,6 +724,19 @@ def _write_file_clips(path: Path, entry: dict[str, Any], writer: _ShardWriter,
     finally:
         entry["seconds"] = samples_read / sample_rate
         entry["stream"] = streams.end(target_db, peak, max_gain_db)
+
+
+def _all_short_message(source_root: Path, seconds: list[float], sample_rate: int,
+                       clip_samples: int, num_scales: int) -> str:
+    """One line for a folder of one-shot sounds: their length and a clip length that fits."""
+    step = 2 ** (num_scales - 1)
+    shortest = min(seconds)
+    fit = int(shortest * sample_rate) // step * step
+    hint = (f"; `pggan dataset --clip-samples {fit}` ({fit / sample_rate:.3f} s) fits all of "
+            f"them" if fit >= step else "")
+    return (f"no usable audio in {source_root}: all {len(seconds)} files are shorter than one "
+            f"clip ({clip_samples} samples = {clip_samples / sample_rate:.3f} s); they last "
+            f"{shortest:.3f} to {max(seconds):.3f} s{hint}")
 
 
 def _nothing_usable_message(source_root: Path, skipped: list[tuple[str, str]]) -> str:

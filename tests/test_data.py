@@ -235,6 +235,25 @@ def test_nothing_usable_is_an_error_listing_the_reasons(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_one_shot_sounds_get_one_line_with_a_clip_length_that_fits(tmp_path):
+    # 40 one-shot files of 0.1 s (800 samples at 8 kHz), like spoken digits at 1.0 s / 16 kHz.
+    rng = np.random.default_rng(1)
+    for i in range(40):
+        path = tmp_path / "src" / f"c{i % 2}" / f"{i}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, music_like(SAMPLE_RATE, 0.1 + 0.001 * (i % 3), 1, rng, 200), SAMPLE_RATE)
+    with pytest.raises(data.DatasetError) as caught:
+        data.build_dataset(tmp_path / "src", tmp_path / "out", **BUILD)
+    message = str(caught.value)
+    assert "\n" not in message and "all 40 files are shorter than one clip" in message
+    assert "they last 0.100 to 0.102 s" in message
+    # 800 samples, rounded down to a multiple of 2**(4-1) = 8: 800.
+    assert "`pggan dataset --clip-samples 800` (0.100 s) fits all of them" in message
+    report = data.build_dataset(tmp_path / "src", tmp_path / "out", **{**BUILD, "clip_samples": 800})
+    assert report.manifest["splits"]["train"]["num_clips"] + \
+        report.manifest["splits"]["test"]["num_clips"] == 40
+
+
 def test_bad_arguments_and_overwrite(built, tmp_path):
     source, _, _ = built
     with pytest.raises(data.DatasetError, match="divisible by 2\\*\\*\\(scales-1\\) = 8"):
