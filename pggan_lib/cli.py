@@ -123,6 +123,9 @@ def _add_dataset_parser(subparsers) -> None:
                         help="share of each class's audio (whole source files) held out for testing "
                              "(default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the train/test split")
+    parser.add_argument("--pad-short", type=_fraction, default=0.0, metavar="FRACTION",
+                        help="zero-pad files shorter than one clip but at least FRACTION of "
+                             "it (one-shot sounds); default 0: skip them")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing dataset in OUT")
     parser.set_defaults(handler=_run_dataset)
@@ -136,7 +139,7 @@ def _run_dataset(args: argparse.Namespace) -> int:
             args.source, args.out, sample_rate=args.sample_rate,
             clip_samples=args.clip_samples, num_scales=args.scales,
             test_fraction=args.test_fraction, seed=args.seed, overwrite=args.overwrite,
-            progress=True)
+            progress=True, pad_short=args.pad_short)
     except (ValueError, FileNotFoundError, FileExistsError) as error:
         raise CommandError(str(error)) from error
     print(report.summary())

@@ -499,7 +499,8 @@ def build_dataset(source_dir: str | os.PathLike, out_dir: str | os.PathLike,
                   num_scales: int = DEFAULT_NUM_SCALES, test_fraction: float = 0.2,
                   seed: int = 0, overwrite: bool = False, progress: bool = True,
                   target_db: float = -20.0, peak: float = 0.99, silence_db: float = -60.0,
-                  max_gain_db: float = 60.0, num_shards: int | None = None) -> DatasetReport:
+                  max_gain_db: float = 60.0, num_shards: int | None = None,
+                  pad_short: float = 0.0) -> DatasetReport:
     """Build a multi-scale clip dataset from a folder of class subfolders.
 
     Each usable file is streamed: mixed to mono, resampled to ``sample_rate``,
@@ -529,6 +530,10 @@ def build_dataset(source_dir: str | os.PathLike, out_dir: str | os.PathLike,
             energy (a flute at 250 Hz) is not turned into loud noise.
         num_shards: Shards for the train split (test gets a quarter, at least
             one); default: about one per 128 MB, at least 2.
+        pad_short: Keep files shorter than one clip but at least this fraction of
+            it, zero-padded at the end to one clip (WaveGAN's and DrumGAN's way
+            with one-shot sounds); 0 (the default) skips them, so that a folder of
+            songs never gains clips that are partly silence.
 
     Returns:
         A :class:`DatasetReport`; ``report.summary()`` prints it.
@@ -542,6 +547,8 @@ def build_dataset(source_dir: str | os.PathLike, out_dir: str | os.PathLike,
     """
     start = time.perf_counter()
     _validate(sample_rate, clip_samples, num_scales, test_fraction)
+    if not 0.0 <= pad_short < 1.0:
+        raise DatasetError(f"pad_short (--pad-short) must be in [0, 1), got {pad_short!r}")
     source_root = Path(source_dir).expanduser().resolve()
     out_dir = Path(out_dir).expanduser().resolve()
     files_per_class, skipped, ignored = scan_source_folder(source_root, exclude=[out_dir])
@@ -552,6 +559,7 @@ def build_dataset(source_dir: str | os.PathLike, out_dir: str | os.PathLike,
     seconds_per_file: dict[str, dict[str, float]] = {}
     paths: dict[str, Path] = {}
     short_seconds: list[float] = []
+    padded: set[str] = set()
     for class_name, files in files_per_class.items():
         for path in files:
             key = _relative(path, source_root)
@@ -563,7 +571,9 @@ def build_dataset(source_dir: str | os.PathLike, out_dir: str | os.PathLike,
             if info.frames == 0:
                 skipped.append((key, "contains no samples"))
                 continue
-            if info.seconds < clip_seconds:
+            if pad_short and pad_short * clip_seconds <= info.seconds < clip_seconds:
+                padded.add(key)
+            elif info.seconds < clip_seconds:
                 skipped.append((key, f"shorter than one clip ({info.seconds:.3f} s < "
                                      f"{clip_seconds:.3f} s)"))
                 short_seconds.append(info.seconds)
@@ -631,7 +641,8 @@ def build_dataset(source_dir: str | os.PathLike, out_dir: str | os.PathLike,
                 _write_file_clips(paths[key], entry, writers[split_of[key]],
                                   streams[split_of[key]], source_id[key], label_of[key],
                                   sample_rate, clip_samples, num_scales, target_db, peak,
-                                  silence_db, max_gain_db)
+                                  silence_db, max_gain_db,
+                                  pad_to=clip_samples if key in padded else 0)
             except audio.AudioError as error:
                 kept = entry["num_clips"]
                 skipped.append((key, error.reason + (f" (kept the {kept} clips before it)"
@@ -656,7 +667,8 @@ def build_dataset(source_dir: str | os.PathLike, out_dir: str | os.PathLike,
     skipped.sort()
     manifest = _make_manifest(source_root, classes, source_entries, sources, shard_lists,
                               stream_lists, skipped, ignored, sample_rate, clip_samples, num_scales,
-                              test_fraction, seed, target_db, peak, silence_db, max_gain_db)
+                              test_fraction, seed, target_db, peak, silence_db, max_gain_db,
+                              pad_short)
     if manifest["splits"]["train"]["num_clips"] + manifest["splits"]["test"]["num_clips"] == 0:
         shutil.rmtree(partial)
         if created_out_dir:
@@ -692,11 +704,12 @@ def build_dataset(source_dir: str | os.PathLike, out_dir: str | os.PathLike,
 def _write_file_clips(path: Path, entry: dict[str, Any], writer: _ShardWriter,
                       streams: _StreamWriter, source_id: int, label: int, sample_rate: int,
                       clip_samples: int, num_scales: int, target_db: float, peak: float,
-                      silence_db: float, max_gain_db: float) -> None:
+                      silence_db: float, max_gain_db: float, pad_to: int = 0) -> None:
     """Stream one file into ``writer`` (clips) and ``streams`` (its whole pyramid).
 
     Keeps ``entry``'s counts and seconds up to date and stores the file's
-    place in the streams as ``entry["stream"]``.
+    place in the streams as ``entry["stream"]``. A file shorter than
+    ``pad_to`` samples (at ``sample_rate``) is zero-padded to that length.
     """
     samples_read = 0
 
@@ -705,6 +718,9 @@ def _write_file_clips(path: Path, entry: dict[str, Any], writer: _ShardWriter,
         for block in audio.iter_audio_blocks(path, sample_rate, block_frames=_BLOCK_FRAMES):
             samples_read += block.shape[0]
             yield block
+        if samples_read < pad_to:
+            entry["padded_samples"] = pad_to - samples_read
+            yield np.zeros((pad_to - samples_read,) + block.shape[1:], dtype=block.dtype)
 
     clip_index = 0
     try:
@@ -734,6 +750,7 @@ def _all_short_message(source_root: Path, seconds: list[float], sample_rate: int
     fit = int(shortest * sample_rate) // step * step
     hint = (f"; `pggan dataset --clip-samples {fit}` ({fit / sample_rate:.3f} s) fits all of "
             f"them" if fit >= step else "")
+    hint += "; or zero-pad them to one clip with `--pad-short 0.5` (files of half a clip or more)"
     return (f"no usable audio in {source_root}: all {len(seconds)} files are shorter than one "
             f"clip ({clip_samples} samples = {clip_samples / sample_rate:.3f} s); they last "
             f"{shortest:.3f} to {max(seconds):.3f} s{hint}")
@@ -748,7 +765,7 @@ def _nothing_usable_message(source_root: Path, skipped: list[tuple[str, str]]) -
 
 def _make_manifest(source_root, classes, source_entries, sources, shard_lists, stream_lists,
                    skipped, ignored, sample_rate, clip_samples, num_scales, test_fraction, seed, target_db, peak,
-                   silence_db, max_gain_db) -> dict[str, Any]:
+                   silence_db, max_gain_db, pad_short) -> dict[str, Any]:
     splits = {}
     for split in SPLITS:
         entries = [source_entries[k] for k in sources if source_entries[k]["split"] == split]
@@ -793,7 +810,7 @@ def _make_manifest(source_root, classes, source_entries, sources, shard_lists, s
             "clip_samples": clip_samples, "num_scales": num_scales,
             "test_fraction": test_fraction, "seed": seed, "target_db": target_db,
             "peak": peak, "silence_db": silence_db, "max_gain_db": max_gain_db,
-            "resampler": "soxr HQ",
+            "pad_short": pad_short, "resampler": "soxr HQ",
             "loudness": "clips: RMS per clip per scale; streams: one gain per file per "
                         "scale; both peak-limited",
         },

@@ -249,9 +249,21 @@ def test_one_shot_sounds_get_one_line_with_a_clip_length_that_fits(tmp_path):
     assert "they last 0.100 to 0.102 s" in message
     # 800 samples, rounded down to a multiple of 2**(4-1) = 8: 800.
     assert "`pggan dataset --clip-samples 800` (0.100 s) fits all of them" in message
+    assert "`--pad-short 0.5`" in message
     report = data.build_dataset(tmp_path / "src", tmp_path / "out", **{**BUILD, "clip_samples": 800})
     assert report.manifest["splits"]["train"]["num_clips"] + \
         report.manifest["splits"]["test"]["num_clips"] == 40
+    # Or pad: every file becomes one 1024-sample clip, its sound first, then zeros.
+    report = data.build_dataset(tmp_path / "src", tmp_path / "padded", **BUILD, pad_short=0.5)
+    manifest = report.manifest
+    assert sum(manifest["splits"][s]["num_clips"] for s in data.SPLITS) == 40
+    assert manifest["build_parameters"]["pad_short"] == 0.5
+    assert {e["padded_samples"] for e in manifest["sources"]} == {224, 216, 208}  # 800, 808 and 816 samples
+    clips, _ = data.load_clips(tmp_path / "padded", "train", SCALES - 1)
+    assert clips.shape[1] == CLIP and np.all(clips[:, 816:] == 0)
+    assert np.all(np.abs(clips[:, :700]).max(axis=1) > 0.01)
+    with pytest.raises(data.DatasetError, match=r"pad_short \(--pad-short\) must be in \[0, 1\)"):
+        data.build_dataset(tmp_path / "src", tmp_path / "bad", **BUILD, pad_short=1.5)
 
 
 def test_bad_arguments_and_overwrite(built, tmp_path):
