@@ -37,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from pggan_lib import data, layers, losses, models, training
+from pggan_lib import data, files, layers, losses, models, training
 from pggan_lib.profiling import machine_description
 from pggan_lib.config import RUN_CONFIG_FIELDS, get_preset
 
@@ -543,7 +543,7 @@ def _real_clips(data_dir, scale, n, cache):
 
 def _probe_run(run_dir, data_dir, num_clips, seed, real_cache, final_effect=True):
     """Probe every checkpoint of a finished (or diverged) run."""
-    config = data.read_json_object(Path(run_dir) / "config.json", RUN_CONFIG_FIELDS,
+    config = files.read_json_object(Path(run_dir) / "config.json", RUN_CONFIG_FIELDS,
                                    training.RunError)
     spec = models.ModelSpec.from_dict(config["model_spec"])
     generator, critic = models.build_generator(spec), models.build_critic(spec)

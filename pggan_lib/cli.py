@@ -132,6 +132,7 @@ def _add_dataset_parser(subparsers) -> None:
 
 
 def _run_dataset(args: argparse.Namespace) -> int:
+    _import_tensorflow_quietly()
     from pggan_lib import data
 
     try:
@@ -229,6 +230,7 @@ def _run_train(args: argparse.Namespace) -> int:
         raise CommandError(f"{args.out} already exists; use --resume to continue that run, or "
                            f"choose a new --out folder")
 
+    _import_tensorflow_quietly()
     from pggan_lib import training
 
     def evaluate_stable_phase(run_dir, phase):
@@ -292,9 +294,9 @@ def _run_generate(args: argparse.Namespace) -> int:
     if not has_checkpoint and not (run / "generator.keras").is_file():
         raise CommandError(f"{run}: no checkpoint yet; train first (`pggan train --out {run} "
                            f"--resume` to continue)")
-    from pggan_lib import audio, data
+    from pggan_lib import audio, files
 
-    run_config = data.read_json_object(run / "config.json", config.RUN_CONFIG_FIELDS,
+    run_config = files.read_json_object(run / "config.json", config.RUN_CONFIG_FIELDS,
                                        CommandError)
     classes = run_config["dataset"]["class_names"]
     if args.class_name is not None:
@@ -312,6 +314,7 @@ def _run_generate(args: argparse.Namespace) -> int:
     megabytes = args.n * (2 * run_config["model_spec"]["clip_samples"] + 44) / 1e6
     print(f"pggan generate: {args.n} clips, up to {megabytes:.3g} MB", flush=True)
 
+    _import_tensorflow_quietly()
     from pggan_lib import training
 
     try:
@@ -345,7 +348,8 @@ def _add_classifiers_parser(subparsers) -> None:
 
 
 def _run_classifiers(args: argparse.Namespace) -> int:
-    _check_evaluation_dataset(args.data)
+    _check_dataset_dir(args.data)
+    _import_tensorflow_quietly()
     from pggan_lib import evaluation
 
     try:
@@ -383,18 +387,13 @@ def _add_evaluate_parser(subparsers) -> None:
     parser.set_defaults(handler=_run_evaluate)
 
 
-def _check_evaluation_dataset(path: Path) -> None:
-    if not (path / "manifest.json").is_file():
-        raise CommandError(f"{path} is not a built dataset: {path / 'manifest.json'} not "
-                           f"found. Build one with `pggan dataset SOURCE {path}`")
-
-
 def _run_evaluate(args: argparse.Namespace) -> int:
     if not args.run.is_dir():
         raise CommandError(f"{args.run}: no such run folder")
     if not (args.run / "config.json").is_file():
         raise CommandError(f"{args.run}: not a run folder (no config.json)")
-    _check_evaluation_dataset(args.data)
+    _check_dataset_dir(args.data)
+    _import_tensorflow_quietly()
     from pggan_lib import evaluation
 
     try:
@@ -459,9 +458,8 @@ def _run_ablate(args: argparse.Namespace) -> int:
     import shutil
     import tempfile
 
-    if not (args.data / "manifest.json").is_file():
-        raise CommandError(f"{args.data} is not a built dataset: {args.data / 'manifest.json'} "
-                           f"not found. Build one with `pggan dataset SOURCE {args.data}`")
+    _check_dataset_dir(args.data)
+    _import_tensorflow_quietly()
     from pggan_lib import ablation
 
     if args.budget not in ablation.BUDGETS:
@@ -527,6 +525,7 @@ def _run_study(args: argparse.Namespace) -> int:
     if args.first_cpu_s > args.budget_cpu_s:
         raise CommandError(f"--first-cpu-s {args.first_cpu_s:g} is larger than "
                            f"--budget-cpu-s {args.budget_cpu_s:g}")
+    _import_tensorflow_quietly()
     from pggan_lib import plots, study
 
     arms = _selected_arms(study.DEFAULT_ARMS, args.arms)
@@ -606,8 +605,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if args.command != "corpus":
-            _import_tensorflow_quietly()
+        # Each handler checks paths and arguments first, then loads TensorFlow.
         return args.handler(args)
     except CommandError as error:
         print(f"pggan {args.command}: error: {error}", file=sys.stderr)

@@ -57,7 +57,7 @@ import numpy as np
 import soxr
 import tensorflow as tf
 
-from pggan_lib import audio
+from pggan_lib import audio, files
 from pggan_lib.config import (DEFAULT_CLIP_SAMPLES, DEFAULT_NUM_SCALES, DEFAULT_SAMPLE_RATE,
                               DEMO_CORPUS_DIR, DEMO_DATASET_DIR)
 
@@ -70,7 +70,6 @@ __all__ = [
     "split_by_source",
     "build_dataset",
     "read_manifest",
-    "read_json_object",
     "MANIFEST_FIELDS",
     "dataset_fingerprint",
     "scale_samples",
@@ -848,7 +847,7 @@ def read_manifest(dataset_dir: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise DatasetError(f"{Path(dataset_dir)} is not a dataset: {MANIFEST_NAME} not found "
                            f"(build one with `pggan dataset SOURCE {dataset_dir}`)")
-    manifest = read_json_object(path, MANIFEST_FIELDS)
+    manifest = files.read_json_object(path, MANIFEST_FIELDS, DatasetError)
     manifest["dataset_dir"] = str(Path(dataset_dir))
     return manifest
 
@@ -856,42 +855,6 @@ def read_manifest(dataset_dir: str | os.PathLike) -> dict[str, Any]:
 #: Fields every dataset manifest has (``read_manifest`` names a missing one).
 MANIFEST_FIELDS = ("sample_rate", "clip_samples", "num_scales", "class_names", "splits",
                    "sources")
-
-
-def read_json_object(path: str | os.PathLike, required: tuple = (),
-                     error: type[Exception] = None) -> dict[str, Any]:
-    """A JSON file that must hold an object with the ``required`` fields.
-
-    Args:
-        path: The file.
-        required: Field names it must have.
-        error: Exception class raised (default :class:`DatasetError`).
-
-    Returns:
-        The object as a dict.
-
-    Raises:
-        ``error``: One line naming the file and what is wrong (unreadable, not
-            JSON with the parser's line and column, not an object, a missing field).
-
-    Notebook: chapters/01_audio_fundamentals.ipynb
-    """
-    error = error or DatasetError
-    path = Path(path)
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as problem:
-        raise error(f"{path}: cannot be read ({' '.join(str(problem).split())})") from None
-    except json.JSONDecodeError as problem:
-        raise error(f"{path}: not valid JSON ({problem.msg} at line {problem.lineno}, "
-                    f"column {problem.colno})") from None
-    if not isinstance(value, dict):
-        raise error(f"{path}: expected a JSON object, found {type(value).__name__}")
-    missing = [name for name in required if name not in value]
-    if missing:
-        raise error(f"{path}: missing field {missing[0]!r} (the file is damaged or from "
-                    f"another program)")
-    return value
 
 
 def dataset_fingerprint(manifest: dict[str, Any]) -> str:

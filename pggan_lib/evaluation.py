@@ -43,7 +43,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pggan_lib import data
+from pggan_lib import data, files
 from pggan_lib.config import RUN_CONFIG_FIELDS
 
 __all__ = [
@@ -984,7 +984,7 @@ def evaluate_run(run_dir: str | os.PathLike, dataset_dir: str | os.PathLike,
     if not (dataset_dir / data.MANIFEST_NAME).is_file():
         raise EvaluationError(f"{dataset_dir}: not a built dataset (no {data.MANIFEST_NAME}); "
                               f"build one with `pggan dataset SOURCE {dataset_dir}`")
-    run_config = data.read_json_object(run_dir / "config.json", RUN_CONFIG_FIELDS,
+    run_config = files.read_json_object(run_dir / "config.json", RUN_CONFIG_FIELDS,
                                        EvaluationError)
     manifest = data.read_manifest(dataset_dir)
     _check_run_matches(run_config, manifest, run_dir, dataset_dir)

@@ -47,7 +47,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from pggan_lib import audio, data, layers, losses, models
+from pggan_lib import audio, data, files, layers, losses, models
 from pggan_lib.config import RUN_CONFIG_FIELDS, Preset, get_preset, scale_sample_rate
 
 __all__ = [
@@ -899,7 +899,7 @@ def _resolve_options(run_dir, resume, preset, loss, activation, conditional, see
                     activation=activation or preset.activation,
                     conditional=bool(conditional), seed=0 if seed is None else int(seed),
                     critic_output=critic_output)
-    stored = data.read_json_object(Path(run_dir) / "config.json", RUN_CONFIG_FIELDS, RunError)
+    stored = files.read_json_object(Path(run_dir) / "config.json", RUN_CONFIG_FIELDS, RunError)
     options = dict(preset=Preset(**stored["preset"]), loss=stored["loss"],
                    activation=stored["activation"], conditional=stored["conditional"],
                    seed=stored["seed"], critic_output=stored.get("critic_output"))
@@ -1206,7 +1206,7 @@ def _run_config(run_dir) -> dict:
     if not path.is_file():
         raise RunError(f"{run_dir}: not a run folder (no config.json); make one with "
                        f"`pggan train --data DATASET --out {run_dir}`")
-    return data.read_json_object(path, RUN_CONFIG_FIELDS, RunError)
+    return files.read_json_object(path, RUN_CONFIG_FIELDS, RunError)
 
 
 def load_generator(run_dir, use_ema=True, scale=None):

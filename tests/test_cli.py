@@ -60,6 +60,20 @@ def test_help_is_understandable_and_does_not_import_tensorflow():
         assert words in done.stdout, words
 
 
+def test_path_errors_are_reported_before_tensorflow_loads(tmp_path):
+    calls = [["train", "--data", str(tmp_path), "--out", str(tmp_path / "r")],
+             ["generate", "--run", str(tmp_path / "absent"), "--out", str(tmp_path / "g")],
+             ["evaluate", "--run", str(tmp_path), "--data", str(tmp_path)],
+             ["study", "--data", str(tmp_path), "--out", str(tmp_path / "s")]]
+    script = ("import sys\nfrom pggan_lib import cli\n"
+              f"codes = [cli.main(argv) for argv in {calls!r}]\n"
+              "print('CODES', codes, 'TF_LOADED', 'tensorflow' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=REPO, timeout=60)
+    assert "CODES [2, 2, 2, 2] TF_LOADED False" in done.stdout, done.stderr
+    assert done.stderr.count("error:") == 4
+
+
 def test_train_then_generate_writes_finest_scale_wavs(trained_run, tmp_path, capsys):
     history = (trained_run / "history.csv").read_text().splitlines()
     assert len(history) == 1 + 20  # header + one row per step
@@ -209,8 +223,8 @@ def test_missing_tensorflow_names_the_extras(tmp_path):
     (fake / "tensorflow" / "__init__.py").write_text(
         "raise ModuleNotFoundError(\"No module named 'tensorflow'\", name='tensorflow')\n")
     result = subprocess.run(
-        [sys.executable, "-m", "pggan_lib.cli", "generate", "--run", str(tmp_path), "--out",
-         str(tmp_path / "g")], capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "pggan_lib.cli", "dataset", str(tmp_path), str(tmp_path / "d")],
+        capture_output=True, text=True, timeout=120,
         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(fake), os.getcwd()])})
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
