@@ -15,7 +15,9 @@ Notebook: chapters/01_audio_fundamentals.ipynb
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -95,6 +97,25 @@ class AudioInfo:
         return self.frames / self.sample_rate if self.sample_rate else 0.0
 
 
+@contextlib.contextmanager
+def _decoder_notes_silenced():
+    """Hide what C decoders print to file descriptor 2 (mpg123's "Note: Illegal
+    Audio-MPEG-Header ..." lines); failures still arrive as Python exceptions."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (some notebook front ends)
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _open_sound_file(path: str | os.PathLike) -> sf.SoundFile:
     """Open ``path`` for reading or raise :class:`AudioError` saying why not."""
     path = Path(path)
@@ -105,10 +126,13 @@ def _open_sound_file(path: str | os.PathLike) -> sf.SoundFile:
     if path.stat().st_size == 0:
         raise AudioError(path, "empty file (0 bytes)")
     try:
-        sound_file = sf.SoundFile(str(path))
+        with _decoder_notes_silenced():
+            sound_file = sf.SoundFile(str(path))
     except (sf.SoundFileError, RuntimeError) as error:
         # libsndfile's message repeats the path; keep only its reason.
         message = str(error).split(": ", 1)[-1] if ": " in str(error) else str(error)
+        if "possibly a pipe" in message:  # what libsndfile says of a text file named .mp3
+            message = f"its content is not {path.suffix.lstrip('.').upper() or 'audio'} audio"
         raise AudioError(path, f"not a recognised audio format: {message}") from error
     if sound_file.samplerate <= 0 or sound_file.channels <= 0:
         sound_file.close()
@@ -207,7 +231,8 @@ def load_audio(path: str | os.PathLike, sample_rate: float | None = None,
     with _open_sound_file(path) as sound_file:
         file_rate = sound_file.samplerate
         try:
-            x = sound_file.read(dtype="float32", always_2d=True)
+            with _decoder_notes_silenced():
+                x = sound_file.read(dtype="float32", always_2d=True)
         except (sf.SoundFileError, RuntimeError) as error:
             raise AudioError(path, f"cannot decode audio: {error}") from error
     if x.shape[0] == 0:
@@ -253,7 +278,8 @@ def iter_audio_blocks(path: str | os.PathLike, sample_rate: float | None = None,
         frames_read = 0
         while True:
             try:
-                block = sound_file.read(block_frames, dtype="float32", always_2d=True)
+                with _decoder_notes_silenced():
+                    block = sound_file.read(block_frames, dtype="float32", always_2d=True)
             except (sf.SoundFileError, RuntimeError) as error:
                 raise AudioError(path, f"cannot decode audio after {frames_read / file_rate:.1f} s: "
                                        f"{error}") from error

@@ -227,3 +227,13 @@ def test_log_mel_spectrogram_shape_and_peak_band():
     assert mel.max() == pytest.approx(0.0, abs=1e-4)
     centres = librosa.mel_frequencies(n_mels=42, fmax=sample_rate / 2)[1:-1]
     assert centres[np.argmax(mel.mean(axis=1))] == pytest.approx(2000, rel=0.1)
+
+
+def test_a_text_file_named_mp3_is_named_plainly_and_decoder_notes_stay_quiet(tmp_path, capfd):
+    path = tmp_path / "song.mp3"
+    path.write_text("not audio at all, only a name\n" * 20)
+    with pytest.raises(audio.AudioError) as caught:
+        audio.audio_info(path)
+    assert caught.value.reason == "not a recognised audio format: its content is not MP3 audio"
+    captured = capfd.readouterr()
+    assert "Note:" not in captured.err and "Illegal" not in captured.err
