@@ -930,6 +930,28 @@ def _write_samples(gan, run_dir, writer, phase, global_step, sample_rate, num_sc
                          rate, step=global_step, max_outputs=len(clips))
 
 
+#: Records the last phase whose ``on_phase_end`` hook returned (a resume finishes
+#: a hook that a crash interrupted).
+_HOOK_STATE = "phase_hooks.json"
+
+
+def _finish_phase_hook(run_dir, schedule, global_step, on_phase_end):
+    """On resume at a phase's last step, run that phase's hook if it never returned.
+
+    The checkpoint and ``generator.keras`` of a phase end are written before the
+    hook runs, so right after loading that checkpoint the model is exactly as
+    the hook would have seen it.
+    """
+    ended = [p for p in schedule if p.end_step == global_step]
+    if on_phase_end is None or not ended:
+        return
+    path = Path(run_dir) / _HOOK_STATE
+    done = json.loads(path.read_text())["phase_end_done"] if path.is_file() else -1
+    if done < ended[0].index:
+        on_phase_end(run_dir, ended[0])
+        _write_json(path, {"phase_end_done": ended[0].index})
+
+
 def _save_generator(gan, run_dir, phase, global_step):
     """The EMA generator as ``generator.keras`` + ``run_state.json`` (for generate)."""
     run_dir = Path(run_dir)
@@ -1070,6 +1092,7 @@ def train(data_dir, run_dir, preset=None, resume=False, loss=None, activation=No
         meta = load_checkpoint(gan, checkpoint)
         global_step, elapsed = int(meta["global_step"]), float(meta["elapsed_s"])
         _truncate_history(history_path, global_step)
+        _finish_phase_hook(run_dir, schedule, global_step, on_phase_end)
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_json(run_dir / "config.json", {
@@ -1172,6 +1195,7 @@ def train(data_dir, run_dir, preset=None, resume=False, loss=None, activation=No
                     checkpoint_now(phase, alpha)
                 if phase_end and on_phase_end is not None:
                     on_phase_end(run_dir, phase)
+                    _write_json(run_dir / _HOOK_STATE, {"phase_end_done": phase.index})
                 if stop_here:
                     return read_history(run_dir)
                 if out_of_time:

@@ -353,3 +353,33 @@ def test_max_minutes_stop_is_one_plain_line_and_resumes(tone_dataset, tmp_path, 
     assert not any("Warning" in line for line in err)
     assert training.train(tone_dataset, run, resume=True, progress=False)["step"] == list(
         range(1, 21))
+
+
+def test_a_phase_end_hook_cut_short_by_a_crash_runs_again_on_resume(tone_dataset, tmp_path):
+    run = tmp_path / "run"
+    calls = []
+
+    def failing_at_phase_1(run_dir, phase):
+        if phase.index == 1:
+            raise RuntimeError("disk full while evaluating")
+        calls.append((phase.index, training.read_checkpoint_meta(
+            training.latest_checkpoint(run_dir))["global_step"]))
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        training.train(tone_dataset, run, preset="tiny", progress=False,
+                       on_phase_end=failing_at_phase_1)
+    schedule = training.make_schedule(config.get_preset("tiny"), 3)
+    assert calls == [(0, schedule[0].end_step)]
+
+    def recording(run_dir, phase):
+        calls.append((phase.index, json.loads((run_dir / "run_state.json").read_text())["phase"]))
+
+    history = training.train(tone_dataset, run, resume=True, progress=False,
+                             on_phase_end=recording)
+    assert history["step"] == list(range(1, schedule[-1].end_step + 1))
+    # Phase 1's hook first (with generator.keras still from phase 1), then the rest, once each.
+    assert calls[1:] == [(p.index, p.index) for p in schedule[1:]]
+    # A resume after a clean finish runs no hook again.
+    calls.clear()
+    training.train(tone_dataset, run, resume=True, progress=False, on_phase_end=recording)
+    assert calls == []
