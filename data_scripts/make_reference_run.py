@@ -3,7 +3,8 @@
 Usage: python data_scripts/make_reference_run.py [--data data/demo_dataset]
        [--out results/reference] [--max-minutes M]
 
-Runs, and records in ``OUT/provenance.json`` with the machine and wall times:
+Runs, and records in ``OUT/provenance.json`` with the machine and wall times
+(then writes ``OUT/SUMMARY.md``, the results against the targets):
 
     pggan train --data DATA --out OUT --preset reference --evaluate   (--resume when OUT has a checkpoint)
     pggan evaluate --run OUT --data DATA
@@ -73,6 +74,10 @@ def make_reference_run(argv=None) -> int:
               f"continue", file=sys.stderr)
     reference.write_provenance(args.out, [shlex.join(["pggan", *train]),
                                           shlex.join(["pggan", *evaluate])], sessions)
+    if code == 0 and (args.out / "metrics.json").is_file():
+        summary = reference.summary_markdown(reference.load_reference_run(args.out))
+        (args.out / reference.SUMMARY_FILE).write_text(summary)
+        print(summary)
     return code
 
 

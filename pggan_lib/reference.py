@@ -33,10 +33,14 @@ __all__ = [
     "load_reference_run",
     "phase_times",
     "write_provenance",
+    "SUMMARY_FILE",
+    "summary_markdown",
 ]
 
 #: Name of the provenance file inside a committed run folder.
 PROVENANCE_FILE = "provenance.json"
+#: The run's results as Markdown, written by ``make_reference_run.py`` (README links it).
+SUMMARY_FILE = "SUMMARY.md"
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -277,3 +281,48 @@ def write_provenance(run_dir: str | os.PathLike, commands: Sequence[str],
     tmp.write_text(json.dumps(provenance, indent=1))
     os.replace(tmp, path)
     return provenance
+
+
+def summary_markdown(run: ReferenceRun) -> str:
+    """The run's results against the targets as Markdown (``SUMMARY.md``), composed from its files.
+
+    Args:
+        run: A loaded run with ``metrics.json``.
+
+    Returns:
+        Markdown: the caption, then one table row per scale (classifier
+        accuracy, IS ratio, FD over the real floor with its limit, spectral
+        flatness over the real clips', and whether each target is met).
+
+    Notebook: chapters/06_evaluation.ipynb
+    """
+    from pggan_lib import evaluation
+
+    def flag(met):
+        return "-" if met is None else ("yes" if met else "no")
+
+    rows = evaluation.check_targets(run.metrics)
+    lines = [
+        "# Reference run: results",
+        "",
+        f"Written by `python data_scripts/make_reference_run.py` from `metrics.json` "
+        f"(`reference.summary_markdown`); do not edit. {run.caption()}.",
+        "",
+        f"Targets ({', '.join(f'{k} {v:g}' for k, v in evaluation.TARGETS.items())}): "
+        f"IS gen / IS real at least the ratio; FD gen / real floor at most the low limit "
+        f"up to the low rate and the high limit above; finest-scale flatness within the "
+        f"tolerance of the real clips'.",
+        "",
+        "| scale | rate (Hz) | classifier accuracy | IS gen / real | met | FD gen / floor | "
+        "limit | met | flatness gen / real | met |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        entry = run.metrics["scales"][str(row["scale"])]
+        flat = "-" if row["flatness_ratio"] is None else f"{row['flatness_ratio']:.2f}"
+        lines.append(
+            f"| {row['scale']} | {row['sample_rate']:g} | "
+            f"{entry['classifier_test_accuracy']:.2f} | {row['is_ratio']:.2f} | "
+            f"{flag(row['is_met'])} | {row['fd_ratio']:.1f} | {row['fd_limit']:g} | "
+            f"{flag(row['fd_met'])} | {flat} | {flag(row['flatness_met'])} |")
+    return "\n".join(lines) + "\n"

@@ -75,3 +75,9 @@ def test_pggan_generate_from_the_committed_run_in_a_fresh_process(tmp_path):
     assert not np.allclose(clips[0], clips[1])  # different latents, different clips
     written = json.loads((RUN / "run_state.json").read_text())
     assert written["trained_scale"] == 6
+
+
+def test_committed_summary_is_what_the_metrics_say():
+    run = reference.load_reference_run()
+    assert (RUN / reference.SUMMARY_FILE).read_text() == reference.summary_markdown(run)
+    assert "spectral_flatness" in run.metrics["scales"]["6"]["ema"]

@@ -117,3 +117,20 @@ def test_write_provenance_appends_sessions_across_calls(tmp_path):
     assert written["commands"] == [{"command": "pggan train"}]
     assert {"cpu", "cpu_count", "tensorflow"} <= set(written["machine"])
     assert not (run_dir / "provenance.tmp").exists()
+
+
+def test_summary_markdown_has_a_row_per_scale_with_the_targets(tmp_path):
+    run_dir = _write_run(tmp_path / "run", num_scales=2)
+    real = {"inception_score": 2.0, "frechet_distance": 2.0, "spectral_flatness": 0.2}
+    metrics = {"scales": {
+        "0": {"sample_rate": 250, "classifier_test_accuracy": 0.5, "real": real,
+              "ema": {"inception_score": 1.6, "frechet_distance": 5.0, "spectral_flatness": 0.5}},
+        "1": {"sample_rate": 16000, "classifier_test_accuracy": 0.7, "real": real,
+              "ema": {"inception_score": 1.2, "frechet_distance": 30.0,
+                      "spectral_flatness": 0.22}}}}
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    text = reference.summary_markdown(reference.load_reference_run(run_dir))
+    rows = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert rows == ["| 0 | 250 | 0.50 | 0.80 | yes | 2.5 | 3 | yes | 2.50 | - |",
+                    "| 1 | 16000 | 0.70 | 0.60 | no | 15.0 | 10 | no | 1.10 | yes |"]
+    assert "provenance.json not written yet" in text
