@@ -10,8 +10,12 @@ Notebook: chapters/05_training_on_gpu.ipynb
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
+import shlex
+import shutil
+import tempfile
 import sys
 from pathlib import Path
 
@@ -453,11 +457,24 @@ def _add_ablate_parser(subparsers) -> None:
     parser.set_defaults(handler=_run_ablate)
 
 
-def _run_ablate(args: argparse.Namespace) -> int:
-    import shlex
-    import shutil
-    import tempfile
+@contextlib.contextmanager
+def _scratch_runs_dir(runs_dir: Path | None, prefix: str):
+    """``runs_dir``, or a temporary folder deleted afterwards; a ValueError becomes a CommandError."""
+    folder = runs_dir or Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield folder
+    except ValueError as error:
+        raise CommandError(str(error)) from error
+    finally:
+        if runs_dir is None:
+            shutil.rmtree(folder, ignore_errors=True)
 
+
+def _arms_flag(arms) -> str:
+    return " --arms " + " ".join(arms) if arms else ""
+
+
+def _run_ablate(args: argparse.Namespace) -> int:
     _check_dataset_dir(args.data)
     _import_tensorflow_quietly()
     from pggan_lib import ablation
@@ -466,20 +483,13 @@ def _run_ablate(args: argparse.Namespace) -> int:
         raise CommandError(f"unknown --budget {args.budget!r}; choose one of "
                            f"{', '.join(ablation.BUDGETS)}")
     arms = _selected_arms(ablation.default_arms(), args.arms)
-    runs_dir = args.runs_dir or Path(tempfile.mkdtemp(prefix="pggan-ablate-"))
     command = (f"pggan ablate --data {shlex.quote(str(args.data))} "
                f"--out {shlex.quote(str(args.out))} --seeds {args.seeds} "
-               f"--scales {args.scales} --budget {args.budget}"
-               + (" --arms " + " ".join(args.arms) if args.arms else ""))
-    try:
+               f"--scales {args.scales} --budget {args.budget}" + _arms_flag(args.arms))
+    with _scratch_runs_dir(args.runs_dir, "pggan-ablate-") as runs_dir:
         results = ablation.run_grid(args.data, args.out, runs_dir, arms=arms,
                                     seeds=range(args.seeds), budget=args.budget,
                                     scales=args.scales, command=command)
-    except ValueError as error:
-        raise CommandError(str(error)) from error
-    finally:
-        if args.runs_dir is None:
-            shutil.rmtree(runs_dir, ignore_errors=True)
     for verdict in results["verdicts"]:
         print(f"({verdict['claim']}) {verdict['verdict']}: {verdict['statement']}")
     print(f"pggan ablate: {len(results['runs'])} runs in {args.out} "
@@ -517,10 +527,6 @@ def _add_study_parser(subparsers) -> None:
 
 
 def _run_study(args: argparse.Namespace) -> int:
-    import shlex
-    import shutil
-    import tempfile
-
     _check_dataset_dir(args.data)
     if args.first_cpu_s > args.budget_cpu_s:
         raise CommandError(f"--first-cpu-s {args.first_cpu_s:g} is larger than "
@@ -529,19 +535,13 @@ def _run_study(args: argparse.Namespace) -> int:
     from pggan_lib import plots, study
 
     arms = _selected_arms(study.DEFAULT_ARMS, args.arms)
-    runs_dir = args.runs_dir or Path(tempfile.mkdtemp(prefix="pggan-study-"))
     command = (f"pggan study --data {shlex.quote(str(args.data))} "
                f"--out {shlex.quote(str(args.out))} --seeds {args.seeds} "
                f"--budget-cpu-s {args.budget_cpu_s:g} --first-cpu-s {args.first_cpu_s:g}"
-               + (" --arms " + " ".join(args.arms) if args.arms else ""))
-    try:
+               + _arms_flag(args.arms))
+    with _scratch_runs_dir(args.runs_dir, "pggan-study-") as runs_dir:
         summary = study.run_study(args.data, args.out, runs_dir, arms, range(args.seeds),
                                   args.budget_cpu_s, args.first_cpu_s, command=command)
-    except ValueError as error:
-        raise CommandError(str(error)) from error
-    finally:
-        if args.runs_dir is None:
-            shutil.rmtree(runs_dir, ignore_errors=True)
     plots.plot_study_curves(summary["runs"]).savefig(args.out / "study.png", dpi=80,
                                                      bbox_inches="tight")
     print(study.format_study_table(summary))
