@@ -58,12 +58,14 @@ install: $(INSTALLED) system-deps
 $(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=23"
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[cpu,book,dev]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[cpu,book,dev,web]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
 # FluidSynth renders the corpus; without it pretty_midi's plain synthesis is
 # used (with a warning), so a missing library is reported, not fatal.
+# Debian's Chromium runs the browser test of `pggan serve`; without it that
+# test is skipped with this reason.
 system-deps:
 	@if ldconfig -p 2>/dev/null | grep -q libfluidsynth; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -72,6 +74,14 @@ system-deps:
 	else \
 	  echo "NOTE: libfluidsynth3 is missing. Install it with 'sudo apt-get install libfluidsynth3'"; \
 	  echo "      for FluidSynth rendering; until then the corpus uses pretty_midi's synthesis."; \
+	fi
+	@if command -v chromium >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "Installing Debian's chromium (the browser test of pggan serve)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+	  echo "NOTE: chromium is missing. Install it with 'sudo apt-get install chromium'"; \
+	  echo "      to run the browser test of pggan serve; until then that test is skipped."; \
 	fi
 
 demo-data: $(DATASET)/manifest.json

@@ -288,8 +288,8 @@ def _add_generate_parser(subparsers) -> None:
     parser.set_defaults(handler=_run_generate)
 
 
-def _run_generate(args: argparse.Namespace) -> int:
-    run = args.run
+def _check_trained_run(run: Path) -> None:
+    """A run folder with something to generate from, or a one-line CommandError."""
     if not run.is_dir():
         raise CommandError(f"{run}: no such run folder")
     if not (run / "config.json").is_file():
@@ -298,6 +298,11 @@ def _run_generate(args: argparse.Namespace) -> int:
     if not has_checkpoint and not (run / "generator.keras").is_file():
         raise CommandError(f"{run}: no checkpoint yet; train first (`pggan train --out {run} "
                            f"--resume` to continue)")
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    run = args.run
+    _check_trained_run(run)
     from pggan_lib import audio, files
 
     run_config = files.read_json_object(run / "config.json", config.RUN_CONFIG_FIELDS,
@@ -329,6 +334,55 @@ def _run_generate(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise CommandError(str(error)) from error
     print(f"pggan generate: wrote {len(paths)} files to {args.out}")
+    return 0
+
+
+# ------------------------------------------------------------------ serve
+
+def _port(text: str) -> int:
+    value = _positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port (1-65535), got {value}")
+    return value
+
+
+def _add_serve_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve a run's generator from a web site and JSON API (Django + waitress)",
+        description=(
+            "Start the Django site behind the book's chapter 7 under the waitress WSGI "
+            "server: a page to generate clips and tracks, a page to interpolate between "
+            "seeds, and a JSON API (/api/info, /api/generate?seed=N&seconds=S). The "
+            "generator is loaded once, at start."),
+        epilog="example:\n  pggan serve --run results/reference --port 8765\n"
+               "  curl -o seed3.wav 'http://127.0.0.1:8765/api/generate?seed=3&seconds=5'",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, required=True, help="run folder made by `pggan train`")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=_port, default=8000, help="TCP port (default 8000)")
+    parser.add_argument("--threads", type=_positive_int, default=8,
+                        help="requests served at once (default 8)")
+    parser.set_defaults(handler=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    _check_trained_run(args.run)
+    try:
+        import django  # noqa: F401
+        import waitress  # noqa: F401
+    except ModuleNotFoundError as error:
+        raise CommandError(f"{error.name} is not installed; install the web extra: "
+                           f"pip install 'pggan-lib[web]'") from None
+    from pggan_lib import web
+
+    try:
+        web.serve(args.run, host=args.host, port=args.port, threads=args.threads,
+                  before_load=_import_tensorflow_quietly)
+    except OSError as error:
+        raise CommandError(f"--host {args.host} --port {args.port}: cannot listen there "
+                           f"({error.strerror or error})") from None
     return 0
 
 
@@ -561,7 +615,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_corpus_parser(subparsers)
     _add_dataset_parser(subparsers)
     for add_parser in (_add_train_parser, _add_generate_parser, _add_evaluate_parser,
-                       _add_classifiers_parser, _add_ablate_parser, _add_study_parser):
+                       _add_classifiers_parser, _add_ablate_parser, _add_study_parser,
+                       _add_serve_parser):
         add_parser(subparsers)
     return parser
 

@@ -1262,7 +1262,7 @@ def load_generator(run_dir, use_ema=True, scale=None):
     keras_path, state_path = run_dir / "generator.keras", run_dir / "run_state.json"
     if use_ema and keras_path.is_file() and state_path.is_file():
         trained = int(json.loads(state_path.read_text())["trained_scale"])
-        generator = keras.saving.load_model(keras_path)
+        generator = keras.saving.load_model(keras_path, safe_mode=True)  # no code runs from the file
         source = keras_path
     else:
         source = latest_checkpoint(run_dir)

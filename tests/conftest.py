@@ -41,3 +41,14 @@ def tone_dataset(tmp_path_factory) -> Path:
 def tone_dataset_factory():
     """:func:`make_tone_dataset`, for tests that need another shape."""
     return make_tone_dataset
+
+
+@pytest.fixture(scope="session")
+def conditional_run(tone_dataset, tmp_path_factory) -> Path:
+    """A class-conditional ``tiny`` run of 4 steps on the tone dataset."""
+    from pggan_lib import training
+
+    run = tmp_path_factory.mktemp("conditional") / "run"
+    training.train(tone_dataset, run, preset="tiny", conditional=True, max_steps=4,
+                   progress=False)
+    return run

@@ -31,16 +31,6 @@ def trained_run(tone_dataset, tmp_path_factory):
     return run
 
 
-@pytest.fixture(scope="module")
-def conditional_run(tone_dataset, tmp_path_factory):
-    from pggan_lib import training
-
-    run = tmp_path_factory.mktemp("cli_cond") / "run"
-    training.train(tone_dataset, run, preset="tiny", conditional=True, max_steps=4,
-                   progress=False)
-    return run
-
-
 def run_cli(capsys, *argv):
     code = cli.main([str(a) for a in argv])
     return code, capsys.readouterr().err
