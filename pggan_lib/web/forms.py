@@ -20,7 +20,7 @@ MAX_STEPS = 9
 MAX_SEED = 2 ** 31 - 1
 
 
-def _seed_field(label="seed"):
+def _seed_field(label="Seed"):
     return forms.IntegerField(label=label, min_value=0, max_value=MAX_SEED, initial=0)
 
 
@@ -32,7 +32,7 @@ class _RunForm(forms.Form):
         self.site = site
         choices = [("", "(any)")] + [(name, name) for name in site.class_names]
         # `class` is a Python keyword, so the field is added by name.
-        self.fields["class"] = forms.CharField(required=False, label="class",
+        self.fields["class"] = forms.CharField(required=False, label="Class",
                                                widget=forms.Select(choices=choices))
         if not site.conditional:
             self.fields["class"].widget = forms.HiddenInput()
@@ -75,8 +75,8 @@ class GenerateForm(_RunForm):
 class InterpolateForm(_RunForm):
     """``seed_a``, ``seed_b``, ``steps`` (page) or ``t`` (API), ``class``, ``format``."""
 
-    seed_a = _seed_field("seed A")
-    seed_b = _seed_field("seed B")
+    seed_a = _seed_field("Seed A")
+    seed_b = _seed_field("Seed B")
     steps = forms.IntegerField(min_value=2, max_value=MAX_STEPS, initial=5, required=False)
     t = forms.FloatField(min_value=0.0, max_value=1.0, required=False)
     format = forms.ChoiceField(choices=[(f, f) for f in AUDIO_FORMATS], required=False,
