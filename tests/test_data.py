@@ -5,6 +5,7 @@ import hashlib
 import json
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -310,3 +311,30 @@ def test_ensure_demo_dataset_builds_once(tmp_path, monkeypatch):
     assert data.read_manifest(out)["splits"]["train"]["num_clips"] > 0
     assert data.ensure_demo_dataset(tmp_path / "corpus", tmp_path / "demo") == out
     assert len(calls) == 1
+
+
+def test_class_whose_test_files_break_while_read_is_named(tmp_path):
+    # A FLAC file with a sound header but zeroed frames passes the header probe, so it is
+    # split before it is found broken: its class then has no test clips.
+    rng = np.random.default_rng(2)
+    seconds = {"a": {}, "b": {}}
+    for name, count in (("a", 3), ("b", 2)):
+        for j in range(count):
+            key = f"{name}/{name}{j}.flac"
+            duration = (4 + j + 0.5) * CLIP / SAMPLE_RATE
+            (tmp_path / "src" / name).mkdir(parents=True, exist_ok=True)
+            sf.write(tmp_path / "src" / key, music_like(SAMPLE_RATE, duration, 1, rng,
+                                                        200 + 90 * count), SAMPLE_RATE)
+            seconds[name][key] = duration
+    split = data.split_by_source(seconds, BUILD["test_fraction"], BUILD["seed"])
+    broken = next(k for k in seconds["b"] if split[k] == "test")
+    path = tmp_path / "src" / broken
+    whole = path.read_bytes()  # keep the header (it says 4.5 clips or more), zero the audio frames
+    path.write_bytes(whole[:120] + bytes(len(whole) - 120))
+    report = data.build_dataset(tmp_path / "src", tmp_path / "out", **BUILD)
+    assert any(key == broken for key, _ in report.skipped), report.skipped
+    assert "class 'b' has no test clips: the files assigned to test were skipped" in \
+        "\n".join(report.warnings)
+    assert "class 'b' has no test clips" in report.summary()
+    kept = report.manifest["splits"]["train"]["clips_per_class"]["b"]
+    assert kept == sum(4 + int(Path(k).stem[-1]) for k in seconds["b"] if split[k] == "train")
