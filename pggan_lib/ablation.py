@@ -83,8 +83,6 @@ class Arm:
         critic_output: Critic output activation (``"linear"`` or ``"report"``);
             None keeps :func:`training.model_spec_for`'s choice (``report``
             with the report activation, else ``linear``).
-
-    Notebook: chapters/04_activation_and_loss.ipynb
     """
 
     activation: str
@@ -126,8 +124,6 @@ def expand_grid(activations: Sequence[str] = ("leaky", "linear", "report"),
 
     Returns:
         List of :class:`Arm`.
-
-    Notebook: chapters/04_activation_and_loss.ipynb
     """
     arms = [Arm(a, l) for a in activations for l in loss_names]
     for arm in extra:
@@ -155,8 +151,6 @@ class AblationBudget:
         probe_every: Steps between checkpoints that are probed.
         num_probe_clips: Generated and real clips per probe.
         learning_rate: Adam learning rate (None: the preset's).
-
-    Notebook: chapters/04_activation_and_loss.ipynb
     """
 
     name: str
@@ -211,8 +205,6 @@ def sign_bias(clips) -> dict:
         > 0), ``mean_abs_clip_mean`` (average over clips of ``|mean of the
         clip|``: a per-clip offset toward -1 or +1 that averaging over clips
         would hide).
-
-    Notebook: chapters/04_activation_and_loss.ipynb
     """
     x = np.asarray(clips, dtype=np.float64).reshape(len(clips), -1)
     return {"mean": float(x.mean()), "fraction_positive": float((x > 0).mean()),
@@ -228,8 +220,6 @@ def saturation_fraction(clips, level: float = SATURATION_LEVEL) -> float:
 
     Returns:
         Float in [0, 1].
-
-    Notebook: chapters/04_activation_and_loss.ipynb
     """
     return float((np.abs(np.asarray(clips, dtype=np.float64)) > level).mean())
 
@@ -261,8 +251,6 @@ def mean_log_spectrum(clips, floor_db: float = -100.0) -> np.ndarray:
 
     Returns:
         float64 ``(samples // 16 + 1,)``.
-
-    Notebook: chapters/04_activation_and_loss.ipynb
     """
     x = np.asarray(clips, dtype=np.float64).reshape(len(clips), -1)
     x = np.where(np.isfinite(x), x, 0.0)
@@ -338,8 +326,6 @@ def probe_generator(generator: models.ProgressiveGenerator, z):
         ``"output"`` to ``{"mean_abs", "max_abs", "finite"}`` over the
         activation-layer outputs of that block; waveform is
         ``(batch, samples, 1)`` numpy.
-
-    Notebook: chapters/04_activation_and_loss.ipynb
     """
     if generator.spec.conditional:
         raise ValueError("probe_generator: only unconditional generators are probed")
@@ -365,8 +351,6 @@ def probe_critic(critic: models.ProgressiveCritic, x):
         ``(records, scores)``: records maps ``"from_wave"``, ``"d<scale>" ..
         "d1"``, ``"final"`` and ``"score"`` to ``{"mean_abs", "max_abs",
         "finite"}``; scores ``(batch, 1)`` numpy (after the output activation).
-
-    Notebook: chapters/04_activation_and_loss.ipynb
     """
     if critic.spec.conditional:
         raise ValueError("probe_critic: only unconditional critics are probed")
@@ -438,8 +422,6 @@ def critic_step_effect(critic, real, fake, loss_name: str, learning_rate: float 
         Dict of per-example numpy arrays ``(batch,)``: ``gap_before``,
         ``gap_after`` (``D(G(z)) - D(x)``), ``level_before``, ``level_after``
         (``(D(x) + D(G(z))) / 2``).
-
-    Notebook: chapters/04_activation_and_loss.ipynb
     """
     fns = losses.get_loss(loss_name, gp_weight=gp_weight)
     variables = list(critic.variables_for_scale(critic.current_scale))
@@ -601,8 +583,6 @@ def run_arm(data_dir, run_dir, arm: Arm, seed: int, budget: AblationBudget, scal
         ``wall_s``, ``history`` (block means of D(x), D(G(z)), Delta, ...),
         ``probes`` (one per checkpoint), ``final`` (last probe),
         ``step_effect`` (claim a: one critic step, both losses).
-
-    Notebook: chapters/04_activation_and_loss.ipynb
     """
     real_cache = {} if real_cache is None else real_cache
     manifest = data.read_manifest(data_dir)
@@ -811,8 +791,6 @@ def summarize(runs) -> dict:
         Dict arm name -> dict measurement -> ``{"mean", "std", "n", "values"}``
         (+ ``label``, ``activation``, ``loss``, ``critic_output``, ``diverged``,
         ``diverged_steps``).
-
-    Notebook: chapters/04_activation_and_loss.ipynb
     """
     by_arm = {}
     for run in runs:
@@ -878,8 +856,6 @@ def compute_verdicts(runs) -> list:
     Returns:
         List of dicts ``claim`` (letter), ``statement``, ``verdict``,
         ``evidence`` (a sentence with numbers), ``numbers`` (dict).
-
-    Notebook: chapters/04_activation_and_loss.ipynb
     """
     summary = summarize(runs)
     verdicts = []
@@ -1050,8 +1026,6 @@ def save_figures(results, out_dir, dpi: int = 80) -> list:
 
     Returns:
         List of written paths.
-
-    Notebook: chapters/04_activation_and_loss.ipynb
     """
     import matplotlib
     if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):

@@ -63,8 +63,6 @@ class AudioError(ValueError):
     Attributes:
         path: The offending file.
         reason: Human-readable reason, e.g. ``"empty file (0 bytes)"``.
-
-    Notebook: chapters/01_audio_fundamentals.ipynb
     """
 
     def __init__(self, path: str | os.PathLike, reason: str):
@@ -151,8 +149,6 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
 
     Raises:
         AudioError: Missing, empty or unrecognised file.
-
-    Notebook: chapters/01_audio_fundamentals.ipynb
     """
     with _open_sound_file(path) as sound_file:
         return AudioInfo(str(path), int(sound_file.frames), int(sound_file.samplerate),
@@ -167,8 +163,6 @@ def to_mono(x: np.ndarray) -> np.ndarray:
 
     Returns:
         ``(samples,)`` float32.
-
-    Notebook: chapters/01_audio_fundamentals.ipynb
     """
     x = np.asarray(x, dtype=np.float32)
     if x.ndim == 1:
@@ -266,8 +260,6 @@ def iter_audio_blocks(path: str | os.PathLike, sample_rate: float | None = None,
         AudioError: As :func:`load_audio`. A decoding error in the middle of a
             file is raised after the blocks before it were yielded; its reason
             says how many seconds were read.
-
-    Notebook: chapters/01_audio_fundamentals.ipynb
     """
     with _open_sound_file(path) as sound_file:
         file_rate = sound_file.samplerate
@@ -333,7 +325,7 @@ def rms_db(x: np.ndarray, axis: int | None = None) -> np.ndarray | float:
     Returns:
         dBFS as float or array; digital silence gives -200 (not -inf).
 
-    Notebook: chapters/01_audio_fundamentals.ipynb
+    Notebook: chapters/02_wgan_gp.ipynb
     """
     value = np.asarray(rms(x, axis=axis), dtype=np.float64)
     db = 20.0 * np.log10(np.maximum(value, 10.0 ** (_SILENCE_FLOOR_DB / 20.0)))
@@ -358,8 +350,6 @@ def normalize_loudness(x: np.ndarray, target_db: float = -20.0, peak: float = 0.
 
     Returns:
         float32 array, same shape as ``x``. An all-zero signal stays zero.
-
-    Notebook: chapters/01_audio_fundamentals.ipynb
     """
     x = np.asarray(x, dtype=np.float32)
     level_db = np.asarray(rms_db(x, axis=axis))
@@ -385,7 +375,7 @@ def segment(x: np.ndarray, clip_samples: int, hop: int | None = None) -> np.ndar
         ``(n_clips, clip_samples)`` float32 copy, ``n_clips = 1 + (samples -
         clip_samples) // hop`` (0 when the signal is shorter than one clip).
 
-    Notebook: chapters/01_audio_fundamentals.ipynb
+    Notebook: chapters/02_wgan_gp.ipynb
     """
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 1:
@@ -436,8 +426,6 @@ def sample_rate_pyramid(clip: np.ndarray, num_scales: int) -> list[np.ndarray]:
     Returns:
         K float32 arrays; index 0 is the coarsest, ``(samples / 2**(K-1),)``,
         index K-1 is ``clip`` itself. Scale k has rate ``sr / 2**(K-1-k)``.
-
-    Notebook: chapters/01_audio_fundamentals.ipynb
     """
     clip = np.asarray(clip, dtype=np.float32)
     if num_scales < 1:
@@ -465,8 +453,6 @@ def check_output_folder(path: str | os.PathLike, overwrite: bool = False) -> Pat
     Raises:
         FileExistsError: ``path`` is a file, or a non-empty folder without
             ``overwrite`` (one line naming the folder and what to do).
-
-    Notebook: chapters/05_training_on_gpu.ipynb
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
@@ -490,8 +476,6 @@ def save_audio(path: str | os.PathLike, x: np.ndarray, sample_rate: int) -> Path
 
     Returns:
         The path written.
-
-    Notebook: chapters/01_audio_fundamentals.ipynb
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -558,8 +542,6 @@ def log_mel_spectrogram(x: np.ndarray, sample_rate: int, n_mels: int = 64,
 
     Returns:
         ``(n_mels, frames)`` float32 dB.
-
-    Notebook: chapters/01_audio_fundamentals.ipynb
     """
     import librosa  # imported here: slow import, and its first call compiles with numba
 

@@ -147,8 +147,6 @@ def corpus_root() -> Path:
 
     Returns:
         Absolute path of ``music21/corpus``.
-
-    Notebook: chapters/01_audio_fundamentals.ipynb
     """
     import music21.corpus
 
@@ -205,8 +203,6 @@ def class_sources(class_name: str, shuffle: bool = True) -> list[str]:
 
     Raises:
         ValueError: ``class_name`` is not a corpus class.
-
-    Notebook: chapters/01_audio_fundamentals.ipynb
     """
     (class_name,) = _check_classes([class_name])
     root = corpus_root()
@@ -275,8 +271,6 @@ def parse_score(source: str, max_seconds: float | None = None):
     Raises:
         music21 exceptions (e.g. ``ExpanderException`` for badly formed
         repeats) or ``ValueError`` when the file holds no score.
-
-    Notebook: chapters/01_audio_fundamentals.ipynb
     """
     path, number = _split_source(source)
     full_path = corpus_root() / path
@@ -360,8 +354,6 @@ def score_to_midi(score, instrument: str = "piano", max_seconds: float | None = 
 
     Raises:
         ValueError: unknown ``instrument``.
-
-    Notebook: chapters/01_audio_fundamentals.ipynb
     """
     import pretty_midi
     from music21 import midi as m21_midi
@@ -416,8 +408,6 @@ def pick_renderer(sample_rate: int = config.DEFAULT_SAMPLE_RATE, warn: bool = Tr
 
     Returns:
         ``"fluidsynth"`` or ``"pretty_midi.synthesize"``.
-
-    Notebook: chapters/01_audio_fundamentals.ipynb
     """
     import pretty_midi
 
@@ -453,8 +443,6 @@ def render_midi(midi, sample_rate: int = config.DEFAULT_SAMPLE_RATE,
 
     Returns:
         float32 array, shape (samples,), not normalised.
-
-    Notebook: chapters/01_audio_fundamentals.ipynb
     """
     renderer = renderer or pick_renderer(sample_rate)
     if renderer == _FLUIDSYNTH:
@@ -477,8 +465,6 @@ def trim_silence(audio: np.ndarray, threshold_db: float = _SILENCE_DB) -> np.nda
     Returns:
         The waveform from the first to the last sample above the threshold,
         shape (samples',); empty when ``audio`` is all zeros.
-
-    Notebook: chapters/01_audio_fundamentals.ipynb
     """
     audio = np.asarray(audio)
     magnitude = np.abs(audio)
@@ -498,8 +484,6 @@ def normalize_peak(audio: np.ndarray, peak: float = _PEAK) -> np.ndarray:
 
     Returns:
         float32 array, same shape; all zeros stay zeros.
-
-    Notebook: chapters/01_audio_fundamentals.ipynb
     """
     audio = np.asarray(audio, dtype=np.float64)
     current = float(np.abs(audio).max()) if audio.size else 0.0
@@ -524,8 +508,6 @@ def render_score_to_audio(source, sample_rate: int = config.DEFAULT_SAMPLE_RATE,
     Returns:
         float32 waveform in [-1, 1], shape (samples,), peak at -1 dBFS, no
         leading or trailing silence (empty when the piece has no notes).
-
-    Notebook: chapters/01_audio_fundamentals.ipynb
     """
     score = parse_score(source, max_seconds=max_seconds) if isinstance(source, str) else source
     midi = score_to_midi(score, instrument=instrument, max_seconds=max_seconds)
@@ -554,8 +536,6 @@ class CorpusReport:
         seconds_per_class: Class name -> seconds of audio in the corpus.
         wall_seconds: Wall-clock time of the run.
         renderer: ``"fluidsynth"`` or ``"pretty_midi.synthesize"``.
-
-    Notebook: chapters/01_audio_fundamentals.ipynb
     """
 
     out_dir: Path
@@ -616,8 +596,6 @@ def read_corpus_manifest(out_dir: str | os.PathLike) -> dict:
     Raises:
         FileNotFoundError: no manifest in ``out_dir``.
         ValueError: the manifest is not valid JSON.
-
-    Notebook: chapters/01_audio_fundamentals.ipynb
     """
     path = Path(out_dir) / MANIFEST_NAME
     if not path.is_file():
@@ -732,8 +710,6 @@ def make_demo_corpus(out_dir: str | os.PathLike = config.DEMO_CORPUS_DIR,
 
     Raises:
         ValueError: unknown class or instrument, or a non-positive size.
-
-    Notebook: chapters/01_audio_fundamentals.ipynb
     """
     start = time.perf_counter()
     class_names = _check_classes(classes)
@@ -897,8 +873,6 @@ def ensure_demo_corpus(out_dir: str | os.PathLike = config.DEMO_CORPUS_DIR,
 
     Returns:
         ``Path(out_dir)``.
-
-    Notebook: chapters/01_audio_fundamentals.ipynb
     """
     out_dir = Path(out_dir)
     try:

@@ -96,8 +96,6 @@ _PARTIAL_DIR = ".partial"
 
 class DatasetError(ValueError):
     """Bad arguments or a source folder from which nothing usable can be built.
-
-    Notebook: chapters/01_audio_fundamentals.ipynb
     """
 
 
@@ -132,8 +130,6 @@ def scan_source_folder(source_dir: str | os.PathLike, exclude: Iterable[Path] = 
     Raises:
         DatasetError: ``source_dir`` is missing, not a folder, or has no
             class subfolders.
-
-    Notebook: chapters/01_audio_fundamentals.ipynb
     """
     root = Path(source_dir).expanduser()
     if not root.exists():
@@ -196,8 +192,6 @@ def split_by_source(seconds_per_file: dict[str, dict[str, float]], test_fraction
 
     Returns:
         file key -> ``"train"`` or ``"test"``.
-
-    Notebook: chapters/01_audio_fundamentals.ipynb
     """
     assignment = {}
     for class_name, durations in seconds_per_file.items():
@@ -376,8 +370,6 @@ class DatasetReport:
         seconds_read: Seconds of source audio decoded.
         wall_seconds: Build time.
         peak_rss_mb: Peak resident memory of the process (MB) at the end.
-
-    Notebook: chapters/01_audio_fundamentals.ipynb
     """
 
     out_dir: Path
@@ -541,8 +533,6 @@ def build_dataset(source_dir: str | os.PathLike, out_dir: str | os.PathLike,
         DatasetError: Invalid arguments, missing source folder, no class
             subfolders, non-empty ``out_dir`` without ``overwrite``, or no
             usable clip at all (the message lists what was skipped and why).
-
-    Notebook: chapters/01_audio_fundamentals.ipynb
     """
     start = time.perf_counter()
     _validate(sample_rate, clip_samples, num_scales, test_fraction)
@@ -863,7 +853,7 @@ def dataset_fingerprint(manifest: dict[str, Any]) -> str:
     Saved classifiers and study runs store it, so that results made on another
     build of a dataset (a larger corpus, another split) are not reused.
 
-    Notebook: chapters/06_evaluation.ipynb
+    Notebook: chapters/05_training_on_gpu.ipynb
     """
     keys = ("sample_rate", "clip_samples", "num_scales", "class_names")
     content = {k: manifest.get(k) for k in keys}
@@ -976,7 +966,7 @@ def make_tf_dataset(dataset_dir: str | os.PathLike, split: str = "train",
         ``tf.data.Dataset`` of ``(audio, label)``: audio float32
         ``(batch, samples_at_scale, 1)`` in [-1, 1), label int32 ``(batch,)``.
 
-    Notebook: chapters/01_audio_fundamentals.ipynb
+    Notebook: chapters/02_wgan_gp.ipynb
     """
     manifest = read_manifest(dataset_dir)
     scale = _check_scale(manifest, scale)
@@ -1020,8 +1010,6 @@ def read_streams(dataset_dir: str | os.PathLike, split: str = "train", scale: in
     Raises:
         DatasetError: Unknown split, a dataset built before streams existed, or
             a stream file whose size does not match the manifest.
-
-    Notebook: chapters/01_audio_fundamentals.ipynb
     """
     manifest = read_manifest(dataset_dir)
     scale = _check_scale(manifest, scale)
@@ -1079,7 +1067,7 @@ def make_window_dataset(dataset_dir: str | os.PathLike, split: str = "train",
     Raises:
         DatasetError: As :func:`read_streams`, or no file as long as a window.
 
-    Notebook: chapters/01_audio_fundamentals.ipynb
+    Notebook: chapters/05_training_on_gpu.ipynb
     """
     manifest = read_manifest(dataset_dir)
     scale = _check_scale(manifest, scale)

@@ -173,8 +173,6 @@ def band_edges(n_fft: int, bands_per_octave: int) -> np.ndarray:
 
     Returns:
         int array ``(num_bands + 1,)``, increasing, first 0, last ``n_fft // 2 + 1``.
-
-    Notebook: chapters/06_evaluation.ipynb
     """
     num_bins = n_fft // 2 + 1
     octaves = math.log2(num_bins)
@@ -194,8 +192,6 @@ def log_band_frames(clips: np.ndarray, sample_rate: float,
 
     Returns:
         float32 ``(N, frames, bands)`` in dB (floored at -100 dB).
-
-    Notebook: chapters/06_evaluation.ipynb
     """
     recipe = recipe or ClassifierRecipe()
     x = _as_clips(clips, "clips")
@@ -223,8 +219,6 @@ def classifier_features(clips: np.ndarray, sample_rate: float,
 
     Returns:
         float32 ``(N, 3 * bands)``.
-
-    Notebook: chapters/06_evaluation.ipynb
     """
     frames = log_band_frames(clips, sample_rate, recipe)
     change = (np.abs(np.diff(frames, axis=1)).mean(axis=1) if frames.shape[1] > 1
@@ -239,8 +233,6 @@ def mean_log_spectrum(clips: np.ndarray, sample_rate: float,
 
     Returns:
         float32 ``(N, bands)`` in dB.
-
-    Notebook: chapters/06_evaluation.ipynb
     """
     return log_band_frames(clips, sample_rate, recipe).mean(axis=1)
 
@@ -256,8 +248,6 @@ def normalized_log_spectra(clips: np.ndarray, sample_rate: float,
     Returns:
         float32 ``(N, frames * bands)``, each row with mean 0 and L2 norm 1
         (a constant spectrogram stays all zeros).
-
-    Notebook: chapters/06_evaluation.ipynb
     """
     frames = log_band_frames(clips, sample_rate, recipe)
     flat = frames.reshape(len(frames), -1).astype(np.float64)
@@ -651,8 +641,6 @@ def frechet_distance_from_moments(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -
 
     Returns:
         The distance (>= 0 up to round-off), a float.
-
-    Notebook: chapters/06_evaluation.ipynb
     """
     from scipy import linalg
 
@@ -723,8 +711,6 @@ def ndb(reference: np.ndarray, samples: np.ndarray, num_bins: int = 10, alpha: f
         Dict with ``ndb`` (count), ``ndb_over_k``, ``num_bins``, ``alpha``,
         ``reference_proportions`` and ``sample_proportions`` (lists of K),
         ``significant`` (list of K bools), ``z`` (list of K floats).
-
-    Notebook: chapters/06_evaluation.ipynb
     """
     from scipy import stats
     from sklearn.cluster import KMeans
@@ -765,7 +751,7 @@ def nearest_neighbours(queries: np.ndarray, reference: np.ndarray
         ``(distances, indices)``: float64 ``(N_q,)`` and int64 ``(N_q,)``
         (index into ``reference``).
 
-    Notebook: chapters/06_evaluation.ipynb
+    Notebook: chapters/07_playing_with_the_generator.ipynb
     """
     q, r = np.asarray(queries, np.float64), np.asarray(reference, np.float64)
     if q.ndim != 2 or r.ndim != 2 or q.shape[1] != r.shape[1] or len(r) == 0:
@@ -894,8 +880,6 @@ def evaluate_clips(classifier: ScaleClassifier, clips: np.ndarray, train_clips: 
         :func:`spectral_flatness`) and its ``spectral_flatness_iqr``,
         ``closest_pairs`` (list of ``[clip index, train index, distance]``),
         ``predicted_class_shares`` (list of C).
-
-    Notebook: chapters/06_evaluation.ipynb
     """
     x = _as_clips(clips, "clips")
     train = _as_clips(train_clips, "train_clips")
@@ -1063,8 +1047,6 @@ def record_phase_metrics(run_dir: str | os.PathLike, dataset_dir: str | os.PathL
     Returns:
         The phase's entry: ``phase``, ``scale``, and the per-scale dict of
         :func:`evaluate_run` (``real`` references and ``ema`` scores).
-
-    Notebook: chapters/06_evaluation.ipynb
     """
     metrics = evaluate_run(run_dir, dataset_dir, n=n, use_ema=(True,), seed=seed,
                            scales=[scale], write=False)

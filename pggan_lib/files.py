@@ -33,8 +33,6 @@ def read_json_object(path: str | os.PathLike, required: tuple = (),
     Raises:
         ``error``: One line naming the file and what is wrong (unreadable, not
             JSON with the parser's line and column, not an object, a missing field).
-
-    Notebook: chapters/01_audio_fundamentals.ipynb
     """
     path = Path(path)
     try:

@@ -477,8 +477,6 @@ class PhaseShuffle(keras.layers.Layer):
             value is stored in the config).
 
     Input/output shape: ``(batch, samples, channels)`` with ``samples > rad``.
-
-    Notebook: chapters/03_progressive_model.ipynb
     """
 
     def __init__(self, rad=2, seed=None, **kwargs):
@@ -536,8 +534,6 @@ class ReportActivation(keras.layers.Layer):
             and for the critic output.
 
     Input/output shape: any.
-
-    Notebook: chapters/04_activation_and_loss.ipynb
     """
 
     def __init__(self, alpha=1.0, **kwargs):
@@ -608,8 +604,6 @@ def check_augment(policy) -> tuple:
 
     Raises:
         ValueError: An unknown name (the message lists the valid ones).
-
-    Notebook: chapters/03_progressive_model.ipynb
     """
     policy = tuple(policy or ())
     unknown = [name for name in policy if name not in AUGMENT_NAMES]
@@ -638,7 +632,7 @@ def augment_audio(x, uniforms, noise=None, policy=AUGMENT_NAMES):
     Returns:
         Augmented audio, same shape and dtype as ``x``.
 
-    Notebook: chapters/03_progressive_model.ipynb
+    Notebook: chapters/05_training_on_gpu.ipynb
     """
     policy = check_augment(policy)
     samples = ops.shape(x)[1]

@@ -82,8 +82,6 @@ def sample_interpolation_coefficients(batch_size, seed=None, dtype="float32"):
     Returns:
         Tensor of shape ``(batch_size, 1, 1)``, broadcastable over
         ``(batch, samples, channels)`` audio.
-
-    Notebook: chapters/02_wgan_gp.ipynb
     """
     return keras.random.uniform((batch_size, 1, 1), minval=0.0, maxval=1.0,
                                 dtype=dtype, seed=seed)
@@ -193,8 +191,6 @@ def gap_sign(d_real, d_fake):
 
     Returns:
         float32 tensor ``(batch,)`` with values in {-1, 0, +1}.
-
-    Notebook: chapters/04_activation_and_loss.ipynb
     """
     return ops.stop_gradient(ops.sign(_flat(d_fake) - _flat(d_real)))
 
@@ -210,8 +206,6 @@ def report_critic_loss(d_real, d_fake):
 
     Returns:
         Scalar float32 tensor.
-
-    Notebook: chapters/04_activation_and_loss.ipynb
     """
     s = gap_sign(d_real, d_fake)
     d_real, d_fake = _flat(d_real), _flat(d_fake)
@@ -230,8 +224,6 @@ def report_generator_loss(d_real, d_fake):
 
     Returns:
         Scalar float32 tensor.
-
-    Notebook: chapters/04_activation_and_loss.ipynb
     """
     s = gap_sign(d_real, d_fake)
     d_real, d_fake = _flat(d_real), _flat(d_fake)
@@ -278,7 +270,7 @@ def get_loss(name, gradient_penalty: Optional[bool] = None, gp_weight=10.0,
     Returns:
         A :class:`LossFunctions`.
 
-    Notebook: chapters/04_activation_and_loss.ipynb
+    Notebook: chapters/05_training_on_gpu.ipynb
     """
     if name == "wgan-gp":
         uses_penalty = True if gradient_penalty is None else bool(gradient_penalty)

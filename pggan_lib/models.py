@@ -292,8 +292,6 @@ class ProgressiveGenerator(_Progressive):
 
     Returns:
         Audio ``(batch, spec.samples_at_scale(current_scale), 1)``.
-
-    Notebook: chapters/03_progressive_model.ipynb
     """
 
     def __init__(self, spec, **kwargs):
@@ -394,8 +392,6 @@ class ProgressiveCritic(_Progressive):
 
     Returns:
         Scores ``(batch, 1)``.
-
-    Notebook: chapters/03_progressive_model.ipynb
     """
 
     def __init__(self, spec, **kwargs):

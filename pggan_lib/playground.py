@@ -96,8 +96,6 @@ def crossfade_ramps(overlap: int) -> tuple[np.ndarray, np.ndarray]:
 
     Returns:
         ``(fade_in, fade_out)``: float32 ``(overlap,)`` each.
-
-    Notebook: chapters/07_playing_with_the_generator.ipynb
     """
     phase = (np.arange(overlap) + 0.5) / max(overlap, 1) * (np.pi / 2)
     return np.sin(phase).astype(np.float32), np.cos(phase).astype(np.float32)
@@ -189,8 +187,6 @@ def encode_audio(signal: np.ndarray, sample_rate: int, audio_format: str = "wav"
         signal: ``(samples,)`` float in [-1, 1] (values outside are clipped).
         sample_rate: Hz.
         audio_format: ``"wav"`` or ``"flac"``.
-
-    Notebook: chapters/07_playing_with_the_generator.ipynb
     """
     if audio_format not in AUDIO_FORMATS:
         raise ValueError(f"format must be one of {', '.join(AUDIO_FORMATS)}, got {audio_format!r}")

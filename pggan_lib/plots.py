@@ -105,7 +105,7 @@ def plot_waveforms(clips: np.ndarray, sample_rate: int, labels: Sequence[str] | 
     Returns:
         The list of axes.
 
-    Notebook: chapters/01_audio_fundamentals.ipynb
+    Notebook: chapters/03_progressive_model.ipynb
     """
     clips = np.asarray(clips).reshape(len(clips), -1)
     if axes is None:
@@ -135,7 +135,7 @@ def plot_spectrogram(clip: np.ndarray, sample_rate: int, ax: plt.Axes | None = N
     Returns:
         The axes.
 
-    Notebook: chapters/01_audio_fundamentals.ipynb
+    Notebook: chapters/03_progressive_model.ipynb
     """
     clip = np.asarray(clip, dtype=np.float32).reshape(-1)
     if ax is None:
@@ -212,7 +212,7 @@ def shade_phases(ax: plt.Axes, schedule: Sequence[Any], scale: int | None = None
     Returns:
         The spans drawn (Matplotlib patches), in schedule order.
 
-    Notebook: chapters/03_progressive_model.ipynb
+    Notebook: chapters/02_wgan_gp.ipynb
     """
     spans, labelled = [], set()
     for phase in schedule:

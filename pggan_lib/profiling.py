@@ -90,8 +90,6 @@ def step_flops(spec, scale, batch, n_critic, penalty=True) -> float:
 
     Returns:
         FLOPs per step: ``batch * (n_critic * (G + 6 D [+ 6 D]) + 3 G + 2 D)``.
-
-    Notebook: chapters/05_training_on_gpu.ipynb
     """
     forward = models.count_flops(spec, scale)
     g, d = forward["generator"], forward["critic"]
@@ -186,8 +184,6 @@ def matmul_flops_per_s(n=2048, repeats=10) -> float:
 
     Returns:
         ``2 n^3 / seconds per matmul``.
-
-    Notebook: chapters/05_training_on_gpu.ipynb
     """
     a = tf.random.normal((n, n))
     b = tf.random.normal((n, n))
@@ -232,8 +228,6 @@ def cpu_model_name() -> str:
 
 def machine_description() -> dict:
     """CPU model, core count, GPUs, platform and library versions (for results files).
-
-    Notebook: chapters/05_training_on_gpu.ipynb
     """
     return {"cpu": cpu_model_name(), "cpu_count": os.cpu_count(),
             "platform": platform.platform(), "python": platform.python_version(),
@@ -430,8 +424,6 @@ def estimate_run_hours(preset, flops_per_s, num_scales=config.DEFAULT_NUM_SCALES
 
     Returns:
         Hours (model arithmetic only: no data loading, checkpoints or samples).
-
-    Notebook: chapters/05_training_on_gpu.ipynb
     """
     total = run_flops(preset, num_scales, clip_samples, loss)["total"]
     return total / flops_per_s / 3600.0

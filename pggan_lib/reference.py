@@ -262,8 +262,6 @@ def write_provenance(run_dir: str | os.PathLike, commands: Sequence[str],
         (:func:`profiling.machine_description`), ``environment``,
         ``train_elapsed_s`` (from the history: training time over all sessions),
         ``git_commit`` of the code and ``written`` (UTC time).
-
-    Notebook: chapters/05_training_on_gpu.ipynb
     """
     run_dir = Path(run_dir)
     path = run_dir / PROVENANCE_FILE
@@ -293,8 +291,6 @@ def summary_markdown(run: ReferenceRun) -> str:
         Markdown: the caption, then one table row per scale (classifier
         accuracy, IS ratio, FD over the real floor with its limit, spectral
         flatness over the real clips', and whether each target is met).
-
-    Notebook: chapters/06_evaluation.ipynb
     """
     from pggan_lib import evaluation
 

@@ -58,8 +58,6 @@ class StudyArm:
         description: One line for tables and figures.
         preset: Base preset name.
         overrides: :class:`config.Preset` fields changed from the base.
-
-    Notebook: chapters/05_training_on_gpu.ipynb
     """
 
     name: str
@@ -108,8 +106,6 @@ def evaluation_points(budget_cpu_s: float, first_cpu_s: float) -> list[float]:
     """CPU-seconds at which a run is scored: doubling from ``first_cpu_s`` up to the budget.
 
     Example: ``evaluation_points(240, 30) == [30, 60, 120, 240]``.
-
-    Notebook: chapters/05_training_on_gpu.ipynb
     """
     if not 0 < first_cpu_s <= budget_cpu_s:
         raise ValueError(f"need 0 < first_cpu_s <= budget_cpu_s, got {first_cpu_s}, "
@@ -176,8 +172,6 @@ def run_study_arm(data_dir, run_dir, arm: StudyArm, seed: int, budget_cpu_s: flo
         Dict: ``arm``, ``seed``, ``budget_cpu_s``, ``dataset_fingerprint``, ``real`` (the real test
         clips' metrics: the floor and ceiling), ``points`` (list of ``cpu_s``,
         ``wall_s``, ``step``, ``ema``, ``raw``), ``steps_per_cpu_s``, ``diverged``.
-
-    Notebook: chapters/05_training_on_gpu.ipynb
     """
     if scale != 0:
         raise ValueError("run_study_arm trains the coarsest scale only (scale=0)")
@@ -244,8 +238,6 @@ def run_study(data_dir, out_dir, runs_dir, arms: Sequence[StudyArm] = DEFAULT_AR
     Returns:
         The summary (:func:`summarize_study`) with ``meta`` (machine, command,
         wall time) and ``runs`` (every run's record; not in ``study.json``).
-
-    Notebook: chapters/05_training_on_gpu.ipynb
     """
     import shutil
 
@@ -300,8 +292,6 @@ def summarize_study(runs: Sequence[dict]) -> dict[str, Any]:
         Dict ``arms``: name -> {``lever``, ``description``, ``seeds``, ``steps``,
         ``ema_fd``, ``ema_fd_ratio``, ``raw_fd``, ``ema_is``, ``ema_flatness_ratio``}
         (each a mean/std/min/max dict over seeds) and ``real`` (floor and ceiling).
-
-    Notebook: chapters/05_training_on_gpu.ipynb
     """
     arms: dict[str, Any] = {}
     for run in runs:

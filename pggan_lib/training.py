@@ -125,8 +125,6 @@ class Phase:
         steps: Number of optimiser steps (generator updates).
         start_step: Global step count before the phase's first step.
         batch_size: Global batch size.
-
-    Notebook: chapters/03_progressive_model.ipynb
     """
 
     index: int
@@ -486,8 +484,6 @@ def build_gan(spec, preset: Preset, loss="wgan-gp", seed=0, strategy=None):
 
     Returns:
         A compiled :class:`ProgressiveGAN` at scale 0.
-
-    Notebook: chapters/03_progressive_model.ipynb
     """
     strategy = strategy or tf.distribute.get_strategy()
     previous_policy = keras.config.dtype_policy()
@@ -620,8 +616,6 @@ def save_checkpoint(gan: ProgressiveGAN, path, meta: dict) -> Path:
 
     Returns:
         ``path``.
-
-    Notebook: chapters/03_progressive_model.ipynb
     """
     arrays = {f"{group}/{i}": np.asarray(ops.convert_to_numpy(v))
               for group, variables in gan.state_groups().items()
@@ -664,8 +658,6 @@ def verify_checkpoint(path) -> dict:
         CheckpointDamaged: The file is empty, truncated, not a zip archive, has a
             bad CRC or its arrays do not match the stored checksum (the message
             names the file and the reason, in one line).
-
-    Notebook: chapters/05_training_on_gpu.ipynb
     """
     path = Path(path)
     try:
@@ -702,8 +694,6 @@ def load_checkpoint(gan: ProgressiveGAN, path, groups=None) -> dict:
 
     Raises:
         RunError: The file does not match this GAN (different spec/preset).
-
-    Notebook: chapters/03_progressive_model.ipynb
     """
     with np.load(path) as arrays:
         meta = json.loads(arrays["__meta__"].tobytes().decode())
@@ -798,7 +788,7 @@ def read_history(run_dir) -> dict:
     Returns:
         Dict column name -> list of values (ints for step/phase/scale, else floats).
 
-    Notebook: chapters/03_progressive_model.ipynb
+    Notebook: chapters/05_training_on_gpu.ipynb
     """
     path = Path(run_dir) / "history.csv"
     columns = {name: [] for name in HISTORY_COLUMNS}
@@ -1254,7 +1244,7 @@ def load_generator(run_dir, use_ema=True, scale=None):
     Raises:
         RunError: No run there, nothing trained yet, or ``scale`` not trained.
 
-    Notebook: chapters/05_training_on_gpu.ipynb
+    Notebook: chapters/03_progressive_model.ipynb
     """
     run_dir = Path(run_dir)
     config = _run_config(run_dir)
@@ -1339,7 +1329,7 @@ def generate_audio(run_dir, n, class_name=None, seed=0, scale=None, use_ema=True
     Returns:
         ``(clips, sample_rate, labels)``: float32 ``(n, samples)``, int, int32 ``(n,)``.
 
-    Notebook: chapters/05_training_on_gpu.ipynb
+    Notebook: chapters/06_evaluation.ipynb
     """
     batches = list(_generated_batches(run_dir, n, class_name, seed, scale, use_ema, batch_size))
     clips = np.concatenate([b[1] for b in batches])
