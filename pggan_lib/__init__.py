@@ -18,7 +18,10 @@ The library behind the book. Modules, each importing only those above it:
     study       quality per training CPU-second of recipes (``pggan study``)
     ablation    the activation x loss grid of chapter 4 and the report's measures
     reference   the committed reference run: provenance, history, clips, metrics
+    playground  a run's generator loaded once: seeds, slerp, latent walks, tracks by overlap-add
     plots       figures the chapters share
+    widgets     ipywidgets explorers, each with a static twin
+    web         the Django site and JSON API behind ``pggan serve``
     cli         the ``pggan`` command
 
 Submodules are imported on demand (``from pggan_lib import data``) so that
