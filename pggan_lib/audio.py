@@ -45,6 +45,7 @@ __all__ = [
     "save_audio",
     "log_mel_spectrogram",
     "stft_db",
+    "play",
 ]
 
 #: File suffixes treated as audio (soundfile / libsndfile >= 1.1 reads them all).
@@ -550,3 +551,43 @@ def log_mel_spectrogram(x: np.ndarray, sample_rate: int, n_mels: int = 64,
     mel = librosa.feature.melspectrogram(y=x, sr=sample_rate, n_fft=n_fft, hop_length=hop_length,
                                          n_mels=n_mels, fmin=fmin, fmax=fmax, power=2.0)
     return librosa.power_to_db(mel, ref=np.max, amin=1e-10, top_db=top_db).astype(np.float32)
+
+
+#: Lowest rate a browser's audio player is sure to accept (Chromium refuses
+#: WAV files below 3 kHz); :func:`play` resamples slower clips to this rate.
+PLAYBACK_RATE = 16_000
+
+
+def play(clip: np.ndarray, sample_rate: float, normalize: bool = True):
+    """An audio player for a notebook: ``clip`` at ``sample_rate``, playable in any browser.
+
+    Clips slower than :data:`PLAYBACK_RATE` (the coarse scales of the pyramid)
+    are resampled to it first, so the player plays what the clip holds, at
+    the right pitch and duration.
+
+    Args:
+        clip: ``(samples,)``, ``(samples, 1)`` or ``(channels, samples)`` for stereo
+            (IPython's layout).
+        sample_rate: Rate of ``clip`` in Hz.
+        normalize: Scale to full level (IPython's default); False plays the
+            values as they are (clipped to [-1, 1]), so that levels compare.
+
+    Returns:
+        ``IPython.display.Audio`` (shown when it is a cell's last value, or
+        with ``IPython.display.display``).
+
+    Notebook: chapters/01_audio_fundamentals.ipynb
+    """
+    import IPython.display as ipd  # notebooks only: the library does not need IPython
+
+    x = np.asarray(clip, dtype=np.float32)
+    if x.ndim == 2 and x.shape[1] == 1:
+        x = x[:, 0]
+    rate = sample_rate
+    if sample_rate < PLAYBACK_RATE:
+        x = (resample(x, sample_rate, PLAYBACK_RATE) if x.ndim == 1
+             else np.stack([resample(c, sample_rate, PLAYBACK_RATE) for c in x]))
+        rate = PLAYBACK_RATE
+    if not normalize:
+        x = np.clip(x, -1.0, 1.0)
+    return ipd.Audio(x, rate=int(rate), normalize=normalize)

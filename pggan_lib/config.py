@@ -20,6 +20,24 @@ QUICK = os.environ.get("PGGAN_QUICK", "0") == "1"
 DEFAULT_SAMPLE_RATE = 16_000
 #: Number of progressive scales K (scale 0 is the coarsest).
 DEFAULT_NUM_SCALES = 7
+#: What a chapter's quick mode does to a training preset: a handful of steps per
+#: phase (it shows the mechanics of growing, not a trained model) and no XLA, whose
+#: compile time per phase is longer than such a short phase on a CPU.
+QUICK_TRAIN_OVERRIDES = {"stable_steps": (20, 10, 6, 4, 3, 2, 1),
+                         "fade_steps": (0, 4, 4, 3, 2, 2, 2), "jit_compile": False}
+
+
+def chapter_train_overrides() -> dict:
+    """Preset overrides of a chapter's training runs: :data:`QUICK_TRAIN_OVERRIDES` in quick mode.
+
+    Returns:
+        A new dict, empty unless :data:`QUICK` (full mode trains the preset as it ships).
+
+    Notebook: chapters/03_progressive_model.ipynb
+    """
+    return dict(QUICK_TRAIN_OVERRIDES) if QUICK else {}
+
+
 #: Samples of one clip at the finest scale (1.024 s at 16 kHz; 256 samples at
 #: the coarsest of 7 scales).
 DEFAULT_CLIP_SAMPLES = 16_384

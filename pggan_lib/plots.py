@@ -16,6 +16,8 @@ import numpy as np
 from pggan_lib import audio
 
 __all__ = [
+    "BOOK_STYLE",
+    "use_book_style",
     "REPORT_COLOURS",
     "moving_average",
     "plot_critic_outputs",
@@ -29,6 +31,22 @@ __all__ = [
     "plot_metrics_per_scale",
     "plot_study_curves",
 ]
+
+#: Matplotlib settings of every chapter's figures. At 100 dpi a figure of at most
+#: 8 inches is shown at (nearly) its own size in the book's text column, so
+#: 10-point labels stay readable; wider figures are shrunk, and their labels too.
+BOOK_STYLE = {"figure.dpi": 100, "figure.figsize": (7.5, 3.2), "axes.grid": True,
+              "grid.alpha": 0.3, "font.size": 10, "axes.titlesize": 10,
+              "legend.fontsize": 9}
+
+
+def use_book_style() -> None:
+    """Apply :data:`BOOK_STYLE` to Matplotlib (every chapter calls it once).
+
+    Notebook: chapters/01_audio_fundamentals.ipynb
+    """
+    plt.rcParams.update(BOOK_STYLE)
+
 
 #: The report's colours: D(x) blue, D(G(z)) orange, Delta green.
 REPORT_COLOURS = {"d_real": "tab:blue", "d_fake": "tab:orange", "delta": "tab:green"}

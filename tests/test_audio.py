@@ -237,3 +237,22 @@ def test_a_text_file_named_mp3_is_named_plainly_and_decoder_notes_stay_quiet(tmp
     assert caught.value.reason == "not a recognised audio format: its content is not MP3 audio"
     captured = capfd.readouterr()
     assert "Note:" not in captured.err and "Illegal" not in captured.err
+
+
+def test_play_resamples_slow_clips_for_the_browser():
+    import io
+    import soundfile as sf
+
+    rate = 250
+    t = np.arange(rate) / rate
+    tone = (0.5 * np.sin(2 * np.pi * 40.0 * t)).astype(np.float32)   # 1 s at 40 Hz
+    player = audio.play(tone[:, None], rate, normalize=False)
+    played, played_rate = sf.read(io.BytesIO(player.data))
+    assert played_rate == audio.PLAYBACK_RATE
+    assert len(played) == audio.PLAYBACK_RATE          # still one second
+    rms = np.sqrt(np.mean(played[1000:-1000] ** 2))      # away from the resampler's edges
+    assert abs(rms - 0.5 / np.sqrt(2)) < 0.01            # level kept when not normalised
+    spectrum = np.abs(np.fft.rfft(played))
+    assert abs(np.argmax(spectrum) - 40) <= 1           # still 40 Hz (1 Hz bins)
+    fast = audio.play(np.zeros(16_000, np.float32) + 0.1, 16_000)
+    assert sf.info(io.BytesIO(fast.data)).samplerate == 16_000

@@ -25,3 +25,18 @@ def test_quick_follows_the_environment_variable(value, expected):
         [sys.executable, "-c", "from pggan_lib import config; print(config.QUICK)"],
         env={"PGGAN_QUICK": value, "PATH": ""}, capture_output=True, text=True, check=True)
     assert output.stdout.strip() == str(expected)
+
+
+@pytest.mark.parametrize("quick", ["0", "1"])
+def test_chapter_train_overrides_follow_quick_mode(quick):
+    # A fresh interpreter: QUICK is read once, at import.
+    code = ("from pggan_lib import config; o = config.chapter_train_overrides(); "
+            "o['extra'] = 1; print(sorted(o), sorted(config.chapter_train_overrides()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, "PGGAN_QUICK": quick}).stdout.split("] [")
+    if quick == "1":
+        assert out[1].strip(" []\n") == "'fade_steps', 'jit_compile', 'stable_steps'"
+        preset = config.get_preset("quick").replace(**config.QUICK_TRAIN_OVERRIDES)
+        assert preset.per_scale("stable_steps", 7) == (20, 10, 6, 4, 3, 2, 1)
+    else:
+        assert out[1].strip(" []\n") == ""   # full mode trains the preset as it ships

@@ -134,3 +134,11 @@ def test_metrics_per_scale_plots_each_source_value_per_scale():
     np.testing.assert_allclose(target.get_ydata(), [2.1, 2.24, 2.45])
     assert fd_ax.get_yscale() == "log"
     plt.close("all")
+
+
+def test_use_book_style_sets_a_figure_that_fits_the_text_column():
+    with matplotlib.rc_context():
+        plots.use_book_style()
+        width, _ = plt.rcParams["figure.figsize"]
+        assert width * plt.rcParams["figure.dpi"] <= 800   # shown at about its own size
+        assert plt.rcParams["axes.grid"] and plt.rcParams["font.size"] >= 10
