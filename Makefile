@@ -20,13 +20,13 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export TF_ENABLE_ONEDNN_OPTS := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test unit notebooks book-strict install system-deps demo-data clean reference benchmarks study
+.PHONY: book test unit notebooks book-strict book-check install system-deps demo-data clean reference benchmarks study
 
 book: install demo-data
 	PGGAN_QUICK=1 $(VENV)/bin/jupyter-book build . --keep-going
 	@echo "Open _build/html/index.html"
 
-test: install demo-data unit notebooks book-strict
+test: install demo-data unit notebooks book-strict book-check
 
 unit: install
 	$(PY) -m pytest tests/
@@ -37,6 +37,12 @@ notebooks: install demo-data
 # Warnings are errors: a broken reference or a failing cell fails the build.
 book-strict: install demo-data
 	PGGAN_QUICK=1 $(VENV)/bin/jupyter-book build . -W -n --keep-going
+
+# The built pages as a student opens them: nothing from outside the book, every
+# formula typeset offline, no cell wider than the page (Chromium, 1280 px);
+# screenshots of each chapter in _build/screenshots/.
+book-check: install
+	PGGAN_BOOK_HTML=_build/html $(PY) -m pytest tests/test_rendered_book.py
 
 # Long runs whose artefacts are committed under results/ (not part of `make test`).
 # Rerun `make reference` after an interruption: training resumes from the newest checkpoint.

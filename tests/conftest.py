@@ -1,9 +1,31 @@
 """Shared fixtures: a tiny dataset of tones that trains and evaluates in seconds."""
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+#: Debian's Chromium (``make install`` installs it when run as root).
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# Chromium in a closed network, as root, without a screen (see the env notes).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """A headless Chromium driven by Playwright, or a skip that says what to install."""
+    if CHROMIUM is None:
+        pytest.skip("no Chromium: `make install` installs Debian's chromium when run as root; "
+                    "else `sudo apt-get install chromium`")
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="playwright is not installed (pip install -e '.[dev]')")
+    with sync_api.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
 
 
 def make_tone_dataset(root: Path, clip_samples: int = 256, num_scales: int = 3) -> Path:

@@ -11,7 +11,6 @@ chapter 7 shows (``results/serve/screenshot.png``).
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -26,11 +25,6 @@ from pggan_lib import web
 REPO = Path(__file__).resolve().parent.parent
 SCREENSHOT = REPO / "results" / "serve" / "screenshot.png"
 LOAD_TEST = REPO / "results" / "serve" / "load_test.json"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-# Chromium in a closed network, as root, without a screen (see the env notes).
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
 
 
 def _free_port() -> int:
@@ -95,38 +89,30 @@ def test_load_200_requests_8_at_a_time(server, capsys):
               f"max {figures['max_ms']:.0f} ms")
 
 
-def test_browser_submits_the_form_and_gets_audio(server):
-    if CHROMIUM is None:
-        pytest.skip("no Chromium: `make install` installs Debian's chromium when run as root; "
-                    "else `sudo apt-get install chromium`")
-    sync_api = pytest.importorskip("playwright.sync_api",
-                                   reason="playwright is not installed (pip install -e '.[dev]')")
-    with sync_api.sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1000, "height": 900})
-        page.goto(f"{server}/")
-        page.fill("#id_seed", "3")
-        page.fill("#id_seconds", "4")
-        page.fill("#id_count", "2")
-        page.click("#generate-form button[type=submit]")
-        page.wait_for_selector("audio")
-        page.wait_for_function("[...document.querySelectorAll('audio')].every("
-                               "a => a.readyState >= 1)", timeout=60_000)
-        players = page.evaluate("[...document.querySelectorAll('audio')].map(a => a.duration)")
-        decoded = page.evaluate("""async () => {
-            const out = [];
-            for (const player of document.querySelectorAll('audio')) {
-                const bytes = await (await fetch(player.src)).arrayBuffer();
-                const buffer = await new OfflineAudioContext(1, 1, 16000).decodeAudioData(bytes);
-                out.push({seconds: buffer.duration, rate: buffer.sampleRate});
-            }
-            return out;
-        }""")
-        page.wait_for_function("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
-        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOT), full_page=True)
-        version = browser.version
-        browser.close()
+def test_browser_submits_the_form_and_gets_audio(server, chromium):
+    page = chromium.new_page(viewport={"width": 1000, "height": 900})
+    page.goto(f"{server}/")
+    page.fill("#id_seed", "3")
+    page.fill("#id_seconds", "4")
+    page.fill("#id_count", "2")
+    page.click("#generate-form button[type=submit]")
+    page.wait_for_selector("audio")
+    page.wait_for_function("[...document.querySelectorAll('audio')].every("
+                           "a => a.readyState >= 1)", timeout=60_000)
+    players = page.evaluate("[...document.querySelectorAll('audio')].map(a => a.duration)")
+    decoded = page.evaluate("""async () => {
+        const out = [];
+        for (const player of document.querySelectorAll('audio')) {
+            const bytes = await (await fetch(player.src)).arrayBuffer();
+            const buffer = await new OfflineAudioContext(1, 1, 16000).decodeAudioData(bytes);
+            out.push({seconds: buffer.duration, rate: buffer.sampleRate});
+        }
+        return out;
+    }""")
+    page.wait_for_function("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    version = chromium.version
     assert players == pytest.approx([4.0, 4.0], abs=1e-3)
     assert [d["seconds"] for d in decoded] == pytest.approx([4.0, 4.0], abs=1e-3)
     (SCREENSHOT.parent / "screenshot.json").write_text(json.dumps({
