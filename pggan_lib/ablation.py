@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Optional, Sequence
@@ -50,7 +49,7 @@ __all__ = [
     "sign_bias",
     "saturation_fraction",
     "audio_bias_metrics",
-    "mean_log_spectrum",
+    "average_power_spectrum_db",
     "spectral_distance",
     "probe_generator",
     "probe_critic",
@@ -237,8 +236,11 @@ def audio_bias_metrics(clips) -> dict:
     return out
 
 
-def mean_log_spectrum(clips, floor_db: float = -100.0) -> np.ndarray:
-    """Average power spectrum of a set of clips, in dB re full scale.
+def average_power_spectrum_db(clips, floor_db: float = -100.0) -> np.ndarray:
+    """Average power spectrum of a *set* of clips, in dB re full scale (one curve).
+
+    Not ``evaluation.mean_log_spectrum``, which gives each clip its own
+    band-averaged log spectrum.
 
     Frames of ``samples // 8`` samples (Hann window, hop of half a frame), so
     every scale gets the same number of bins per clip length. A linear
@@ -278,7 +280,7 @@ def spectral_distance(generated, real) -> float:
 
     Notebook: chapters/04_activation_and_loss.ipynb
     """
-    a, b = mean_log_spectrum(generated), mean_log_spectrum(real)
+    a, b = average_power_spectrum_db(generated), average_power_spectrum_db(real)
     if a.shape != b.shape:
         raise ValueError(f"spectral_distance: clip lengths differ ({a.shape} vs {b.shape} bins)")
     return float(np.mean(np.abs(a - b)))
@@ -622,14 +624,6 @@ def run_arm(data_dir, run_dir, arm: Arm, seed: int, budget: AblationBudget, scal
 # The grid
 # ---------------------------------------------------------------------------
 
-def _write_json(path, value):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(value, indent=1, allow_nan=False))
-    os.replace(tmp, path)
-
-
 def run_grid(data_dir, out_dir, runs_dir, arms: Optional[Sequence[Arm]] = None,
              seeds: Sequence[int] = (0, 1, 2), budget="full", scales: int = 3,
              command: str = "", progress: bool = True, figures: bool = True) -> dict:
@@ -683,7 +677,7 @@ def run_grid(data_dir, out_dir, runs_dir, arms: Optional[Sequence[Arm]] = None,
                 shutil.rmtree(run_dir)
             result = run_arm(data_dir, run_dir, arm, seed, budget, scales,
                              real_cache=real_cache)
-            _write_json(record_path, result)
+            files.write_json(record_path, result, allow_nan=False)
             if progress:
                 status = (f"DIVERGED at step {result['diverged_step']}" if result["diverged"]
                           else "ok")
@@ -705,8 +699,8 @@ def run_grid(data_dir, out_dir, runs_dir, arms: Optional[Sequence[Arm]] = None,
             "sum_of_run_wall_s": round(sum(r["wall_s"] for r in results["runs"]), 1),
             "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
     results["meta"] = meta
-    _write_json(out_dir / "results.json",
-                {k: v for k, v in results.items() if k != "runs"})
+    files.write_json(out_dir / "results.json", {k: v for k, v in results.items() if k != "runs"},
+                     allow_nan=False)
     if figures:
         save_figures(results, out_dir)
     return results

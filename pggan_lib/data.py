@@ -73,7 +73,7 @@ __all__ = [
     "MANIFEST_FIELDS",
     "dataset_fingerprint",
     "scale_samples",
-    "scale_sample_rate",
+    "scale_rate",
     "class_names",
     "make_tf_dataset",
     "read_streams",
@@ -884,11 +884,11 @@ def scale_samples(manifest_or_dir: dict[str, Any] | str | os.PathLike, scale: in
     return manifest["clip_samples"] >> (manifest["num_scales"] - 1 - scale)
 
 
-def scale_sample_rate(manifest_or_dir: dict[str, Any] | str | os.PathLike,
-                      scale: int) -> float:
-    """Sample rate (Hz) of ``scale`` in this dataset (0 = coarsest).
+def scale_rate(manifest_or_dir: dict[str, Any] | str | os.PathLike, scale: int) -> float:
+    """Sample rate (Hz) of ``scale`` in this dataset (0 = coarsest), read from its manifest.
 
-    Notebook: chapters/01_audio_fundamentals.ipynb
+    ``config.scale_sample_rate`` computes the same from K and the finest rate;
+    this one answers for a built dataset, whatever its settings.
     """
     manifest = _manifest(manifest_or_dir)
     return manifest["scale_sample_rates"][_check_scale(manifest, scale)]

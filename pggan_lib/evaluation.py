@@ -463,7 +463,7 @@ def train_classifier(dataset_dir: str | os.PathLike, scale: int,
     if len(names) < 2:
         raise EvaluationError(f"{dataset_dir}: a classifier needs at least 2 classes, the "
                               f"dataset has {names}")
-    rate = data.scale_sample_rate(manifest, scale)
+    rate = data.scale_rate(manifest, scale)
     clips = clips or {split: data.load_clips(dataset_dir, split, scale)
                       for split in ("train", "test")}
     (x_train, y_train), (x_test, y_test) = clips["train"], clips["test"]
@@ -560,7 +560,7 @@ def load_or_train_classifiers(dataset_dir: str | os.PathLike,
                 model_path, report_path = _classifier_paths(dataset_dir, scale)
                 model_path.parent.mkdir(parents=True, exist_ok=True)
                 classifier.model.save(model_path)
-                report_path.write_text(json.dumps(classifier.report, indent=1))
+                files.write_json(report_path, classifier.report)
         if progress:
             print(f"scale {scale} ({classifier.sample_rate:g} Hz): test accuracy "
                   f"{classifier.report['test_accuracy']:.3f} ({how})")
@@ -1021,7 +1021,7 @@ def evaluate_run(run_dir: str | os.PathLike, dataset_dir: str | os.PathLike,
         if progress:
             print(f"scale {scale}: evaluated {', '.join(k for k in entry if k in variants)}")
     if write:
-        (run_dir / METRICS_FILE_NAME).write_text(json.dumps(result, indent=1))
+        files.write_json(run_dir / METRICS_FILE_NAME, result)
     return result
 
 
@@ -1054,9 +1054,7 @@ def record_phase_metrics(run_dir: str | os.PathLike, dataset_dir: str | os.PathL
     path = Path(run_dir) / PHASE_METRICS_FILE_NAME
     recorded = json.loads(path.read_text()) if path.is_file() else {}
     recorded[str(phase_index)] = entry
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(recorded, indent=1))
-    os.replace(temporary, path)
+    files.write_json(path, recorded)
     return entry
 
 

@@ -39,7 +39,6 @@ from pggan_lib.layers import (ACTIVATION_NAMES, Downsample1D, EqualizedConv1D, E
 __all__ = [
     "ModelSpec",
     "default_activation_alphas",
-    "samples_at_scale",
     "ProgressiveGenerator",
     "ProgressiveCritic",
     "build_generator",
@@ -173,11 +172,6 @@ class ModelSpec:
         if unknown:
             raise ValueError(f"ModelSpec.from_dict: unknown keys {sorted(unknown)}")
         return cls(**values)
-
-
-def samples_at_scale(spec: ModelSpec, scale: int) -> int:
-    """Samples of a clip at ``scale``; see :meth:`ModelSpec.samples_at_scale`."""
-    return spec.samples_at_scale(scale)
 
 
 def _split_inputs(inputs, conditional, who):

@@ -32,7 +32,7 @@ import soundfile as sf
 import tensorflow as tf
 from keras import ops
 
-from pggan_lib import training
+from pggan_lib import files, training
 
 __all__ = [
     "AUDIO_FORMATS",
@@ -359,7 +359,7 @@ class Playground:
         audio_format = path.suffix.lower().lstrip(".")
         data = encode_audio(signal, self.sample_rate, audio_format)
         # The library's one atomic writer (temporary file, fsync, os.replace).
-        training._atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+        files.atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
         return path
 
 

@@ -303,7 +303,7 @@ def benchmark_scales(preset, num_scales=config.DEFAULT_NUM_SCALES, clip_samples=
             batch, samples = int(batches[scale]), spec.samples_at_scale(scale)
             real = tf.constant(rng.uniform(-0.5, 0.5, (batch, samples, 1)).astype(np.float32))
             labels = tf.zeros((batch,), tf.int32)
-            step = training._make_step_function(gan, strategy, batch, preset.jit_compile)
+            step = training.make_step_function(gan, strategy, batch, preset.jit_compile)
             start = time.perf_counter()
             float(step(real, labels)["d_loss"])  # trace (and XLA-compile)
             trace = time.perf_counter() - start
@@ -367,39 +367,48 @@ def benchmark_scales(preset, num_scales=config.DEFAULT_NUM_SCALES, clip_samples=
 
 
 def format_benchmark(result: dict) -> str:
-    """:func:`benchmark_scales`' result as a plain-text table, one row per scale.
+    """:func:`benchmark_scales`' result as plain text, at most 76 characters wide.
 
-    Columns: scale, sample rate, batch, parameters of G and D, first step
-    (trace, plus XLA compile) in s, ms/step, steps/s, clips/s, audio seconds
-    trained per wall second, model GFLOP/s, that as a share of the fp32
-    matmul, memory in MB; then the memory kind and the finest generator's
-    speed.
+    A wrapped header (preset, device, model, precision, the fp32 matmul rate),
+    then two tables with one row per scale. The first: scale, sample rate,
+    batch, parameters of G and D, first step (trace, plus XLA compile) in s,
+    ms/step, steps/s, clips/s. The second: audio seconds trained per wall
+    second (``x real``), model GFLOP/s, that as a share of the fp32 matmul
+    (``of matmul``), memory in MB. Then the memory kind and peak, and the
+    finest generator's speed.
 
     Notebook: chapters/05_training_on_gpu.ipynb
     """
-    lines = [
-        f"preset {result['preset']!r} on {result['device']}: channels {result['channels']}, "
-        f"kernel {result['kernel_size']}, clips of {result['clip_samples']} samples, "
-        f"precision {result['precision']}, XLA {result['jit_compile']}, "
-        f"oneDNN {'on' if result['onednn'] else 'off'}; fp32 matmul "
-        f"{result['matmul_gflops']:.0f} GFLOP/s",
-        f"{'scale':>5} {'rate':>6} {'batch':>5} {'G params':>9} {'D params':>9} {'first s':>7} "
-        f"{'ms/step':>9} {'steps/s':>8} {'clips/s':>8} {'x real':>7} {'GFLOP/s':>8} "
-        f"{'of matmul':>9} {'memory MB':>9}"]
+    import textwrap
+
+    header = (f"preset {result['preset']!r} on {result['device']}: channels "
+              f"{result['channels']}, kernel {result['kernel_size']}, clips of "
+              f"{result['clip_samples']} samples, precision {result['precision']}, "
+              f"XLA {result['jit_compile']}, oneDNN {'on' if result['onednn'] else 'off'}; "
+              f"fp32 matmul {result['matmul_gflops']:.0f} GFLOP/s")
+    lines = textwrap.wrap(header, 76, break_on_hyphens=False)
+    lines.append(f"{'scale':>5} {'rate':>6} {'batch':>5} {'G params':>9} {'D params':>9} "
+                 f"{'first s':>7} {'ms/step':>9} {'steps/s':>8} {'clips/s':>8}")
     for row in result["scales"]:
         lines.append(
-            f"{row['scale']:5d} {row['sample_rate']:6d} {row['batch']:5d} {row['g_params']:9,d} "
-            f"{row['d_params']:9,d} {row['trace_s']:7.1f} {row['step_s'] * 1e3:9.1f} "
-            f"{row['steps_per_s']:8.2f} {row['clips_per_s']:8.1f} {row['realtime_factor']:7.1f} "
-            f"{row['model_gflops_per_s']:8.1f} {row['fraction_of_matmul']:9.1%} "
-            f"{row['memory_mb']:9.0f}")
+            f"{row['scale']:5d} {row['sample_rate']:6d} {row['batch']:5d} "
+            f"{row['g_params']:9,d} {row['d_params']:9,d} {row['trace_s']:7.1f} "
+            f"{row['step_s'] * 1e3:9.1f} {row['steps_per_s']:8.2f} "
+            f"{row['clips_per_s']:8.1f}")
+    lines.append("")
+    lines.append(f"{'scale':>5} {'x real':>7} {'GFLOP/s':>8} {'of matmul':>9} "
+                 f"{'memory MB':>9}")
+    for row in result["scales"]:
+        lines.append(f"{row['scale']:5d} {row['realtime_factor']:7.1f} "
+                     f"{row['model_gflops_per_s']:8.1f} "
+                     f"{row['fraction_of_matmul']:9.1%} {row['memory_mb']:9.0f}")
     if result["scales"]:
-        lines.append(f"memory: {result['scales'][0]['memory_kind']}")
+        lines.append(f"memory: {result['scales'][0]['memory_kind']}, peak RSS "
+                     f"{result['peak_rss_mb']:.0f} MB")
     generation = result["generation"]
     lines.append(f"finest-scale generator, batch {generation['batch']}: "
                  f"{generation['ms_per_batch']:.1f} ms per batch = "
-                 f"{generation['realtime_factor']:.0f}x real time; peak RSS "
-                 f"{result['peak_rss_mb']:.0f} MB")
+                 f"{generation['realtime_factor']:.0f}x real time")
     return "\n".join(lines)
 
 

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pggan_lib import audio, config, training
+from pggan_lib import audio, config, files, training
 from pggan_lib.profiling import machine_description
 
 __all__ = [
@@ -275,9 +275,7 @@ def write_provenance(run_dir: str | os.PathLike, commands: Sequence[str],
         "git_commit": _git_commit(),
         "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(provenance, indent=1))
-    os.replace(tmp, path)
+    files.write_json(path, provenance)
     return provenance
 
 

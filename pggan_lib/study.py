@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pggan_lib import data, evaluation, training
+from pggan_lib import data, evaluation, files, training
 from pggan_lib.config import get_preset
 from pggan_lib.profiling import machine_description
 
@@ -260,7 +260,7 @@ def run_study(data_dir, out_dir, runs_dir, arms: Sequence[StudyArm] = DEFAULT_AR
             record = run_study_arm(data_dir, run_dir, arm, seed, budget_cpu_s, first_cpu_s,
                                    progress=progress)
             shutil.rmtree(run_dir, ignore_errors=True)
-            training._write_json(path, record)
+            files.write_json(path, record)
     runs = [json.loads(_arm_file(out_dir, a.name, s).read_text()) for a in arms for s in seeds]
     summary = summarize_study(runs)
     summary["meta"] = {"command": command, "machine": machine_description(),
@@ -268,7 +268,7 @@ def run_study(data_dir, out_dir, runs_dir, arms: Sequence[StudyArm] = DEFAULT_AR
                        "this_invocation_wall_s": round(time.monotonic() - start, 1),
                        "date": time.strftime("%Y-%m-%d")}
     summary["runs"] = runs
-    training._write_json(out_dir / STUDY_FILE_NAME, {k: v for k, v in summary.items()
+    files.write_json(out_dir / STUDY_FILE_NAME, {k: v for k, v in summary.items()
                                                      if k != "runs"})
     return summary
 
@@ -326,19 +326,21 @@ def summarize_study(runs: Sequence[dict]) -> dict[str, Any]:
 def format_study_table(summary: dict[str, Any]) -> str:
     """The summary as a plain-text table (mean ± std over seeds, at the budget).
 
+    At most 76 characters wide: the arms' levers and descriptions are in
+    ``summary["arms"][name]`` (the chapter lists them beside the table).
+
     Notebook: chapters/05_training_on_gpu.ipynb
     """
-    def cell(stat, digits=3):
-        return "-" if stat is None else f"{stat['mean']:.{digits}g}±{stat['std']:.2g}"
+    def cell(stat, digits=2):
+        return "-" if stat is None else f"{stat['mean']:.{digits}f}±{stat['std']:.{digits}f}"
 
-    header = (f"{'arm':<16} {'lever':<11} {'steps':>10} {'EMA FD':>13} {'FD/floor':>11} "
-              f"{'raw FD':>13} {'EMA IS':>11} {'flat/real':>11}")
+    header = (f"{'arm':<13} {'steps':>8} {'EMA FD':>9} {'FD/floor':>9} {'raw FD':>9} "
+              f"{'EMA IS':>10} {'flat/real':>10}")
     lines = [header, "-" * len(header)]
     for name, arm in summary["arms"].items():
-        lines.append(f"{name:<16} {arm['lever']:<11} {cell(arm['steps'], 4):>10} "
-                     f"{cell(arm['ema_fd']):>13} {cell(arm['ema_fd_ratio']):>11} "
-                     f"{cell(arm['raw_fd']):>13} {cell(arm['ema_is']):>11} "
-                     f"{cell(arm['ema_flatness_ratio']):>11}")
+        lines.append(f"{name:<13} {cell(arm['steps'], 0):>8} {cell(arm['ema_fd'], 1):>9} "
+                     f"{cell(arm['ema_fd_ratio'], 1):>9} {cell(arm['raw_fd'], 1):>9} "
+                     f"{cell(arm['ema_is']):>10} {cell(arm['ema_flatness_ratio']):>10}")
     return "\n".join(lines)
 
 

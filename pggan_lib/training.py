@@ -35,7 +35,6 @@ import math
 import os
 import re
 import sys
-import tempfile
 import time
 import types
 import zipfile
@@ -61,6 +60,7 @@ __all__ = [
     "model_spec_for",
     "ProgressiveGAN",
     "build_gan",
+    "make_step_function",
     "choose_strategy",
     "save_checkpoint",
     "load_checkpoint",
@@ -550,57 +550,6 @@ def choose_strategy() -> tf.distribute.Strategy:
 # Atomic files, checkpoints, history
 # ---------------------------------------------------------------------------
 
-def _fsync_dir(path):
-    """Make a rename durable (POSIX); a no-op where directories can't be opened."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _atomic_write(path, write, suffix=".tmp"):
-    """Write ``path`` via a temporary file in the same folder, fsync, ``os.replace``.
-
-    A crash at any moment leaves either the old file or the new one, never a
-    half-written file (``os.replace`` is atomic within a file system).
-    ``write(tmp_path)`` must create the temporary file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; use what open() would
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _write_json(path, value):
-    def write(tmp):
-        with open(tmp, "w") as handle:
-            json.dump(value, handle, indent=2, default=str)
-    _atomic_write(path, write)
-
-
 def save_checkpoint(gan: ProgressiveGAN, path, meta: dict) -> Path:
     """Save every variable of the GAN (3 networks, 2 optimisers, RNG) atomically.
 
@@ -627,7 +576,7 @@ def save_checkpoint(gan: ProgressiveGAN, path, meta: dict) -> Path:
     def write(tmp):
         with open(tmp, "wb") as handle:
             np.savez(handle, **arrays)
-    _atomic_write(path, write, suffix=".npz.tmp")
+    files.atomic_write(path, write, suffix=".npz.tmp")
     return Path(path)
 
 
@@ -779,7 +728,7 @@ def _truncate_history(path, last_step):
             writer = csv.DictWriter(handle, fieldnames=HISTORY_COLUMNS)
             writer.writeheader()
             writer.writerows(rows)
-    _atomic_write(path, write)
+    files.atomic_write(path, write)
 
 
 def read_history(run_dir) -> dict:
@@ -828,12 +777,22 @@ def _strided_share(x, replicas, replica_id, axis=0):
     return ops.take(grouped, replica_id, axis=axis + 1)
 
 
-def _make_step_function(gan: ProgressiveGAN, strategy, global_batch, jit_compile):
+def make_step_function(gan: ProgressiveGAN, strategy, global_batch, jit_compile):
     """One compiled training step for the GAN's current scale.
 
     Randomness for the global batch is drawn in cross-replica context (one RNG
     state, one stream, whatever the device count); each replica trains on its
-    strided share; measurements are averaged over replicas.
+    strided share; measurements are averaged over replicas. :func:`train` and
+    the benchmarks (``profiling.benchmark_scales``) time the same function.
+
+    Args:
+        gan: A compiled :class:`ProgressiveGAN`, already at its scale.
+        strategy: The ``tf.distribute.Strategy`` the GAN was built under.
+        global_batch: Batch size summed over replicas.
+        jit_compile: Compile with XLA.
+
+    Returns:
+        ``step(real, labels) -> dict`` of the step's scalars (:data:`METRIC_NAMES`).
     """
     replicas = strategy.num_replicas_in_sync
 
@@ -939,15 +898,15 @@ def _finish_phase_hook(run_dir, schedule, global_step, on_phase_end):
     done = json.loads(path.read_text())["phase_end_done"] if path.is_file() else -1
     if done < ended[0].index:
         on_phase_end(run_dir, ended[0])
-        _write_json(path, {"phase_end_done": ended[0].index})
+        files.write_json(path, {"phase_end_done": ended[0].index})
 
 
 def _save_generator(gan, run_dir, phase, global_step):
     """The EMA generator as ``generator.keras`` + ``run_state.json`` (for generate)."""
     run_dir = Path(run_dir)
-    _atomic_write(run_dir / "generator.keras", lambda tmp: gan.ema_generator.save(tmp),
+    files.atomic_write(run_dir / "generator.keras", lambda tmp: gan.ema_generator.save(tmp),
                   suffix=".tmp.keras")
-    _write_json(run_dir / "run_state.json",
+    files.write_json(run_dir / "run_state.json",
                 {"trained_scale": phase.scale, "phase": phase.index, "phase_kind": phase.kind,
                  "global_step": global_step})
 
@@ -1085,7 +1044,7 @@ def train(data_dir, run_dir, preset=None, resume=False, loss=None, activation=No
         _finish_phase_hook(run_dir, schedule, global_step, on_phase_end)
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
-        _write_json(run_dir / "config.json", {
+        files.write_json(run_dir / "config.json", {
             "preset": dataclasses.asdict(preset), "model_spec": spec.to_dict(),
             "loss": options["loss"], "activation": options["activation"],
             "conditional": options["conditional"], "seed": options["seed"],
@@ -1133,7 +1092,7 @@ def train(data_dir, run_dir, preset=None, resume=False, loss=None, activation=No
             gan.set_scale(phase.scale)
             key = (phase.scale, phase.batch_size)
             if key not in step_functions:
-                step_functions[key] = _make_step_function(gan, strategy, phase.batch_size,
+                step_functions[key] = make_step_function(gan, strategy, phase.batch_size,
                                                           preset.jit_compile)
             step_fn = step_functions[key]
             batches = iter(_phase_batches(data_dir, preset, phase, options["seed"], first))
@@ -1185,7 +1144,7 @@ def train(data_dir, run_dir, preset=None, resume=False, loss=None, activation=No
                     checkpoint_now(phase, alpha)
                 if phase_end and on_phase_end is not None:
                     on_phase_end(run_dir, phase)
-                    _write_json(run_dir / _HOOK_STATE, {"phase_end_done": phase.index})
+                    files.write_json(run_dir / _HOOK_STATE, {"phase_end_done": phase.index})
                 if stop_here:
                     return read_history(run_dir)
                 if out_of_time:
@@ -1205,7 +1164,7 @@ def _start_history(path):
     def write(tmp):
         with open(tmp, "w", newline="") as handle:
             csv.DictWriter(handle, fieldnames=HISTORY_COLUMNS).writeheader()
-    _atomic_write(path, write)
+    files.atomic_write(path, write)
 
 
 # ---------------------------------------------------------------------------

@@ -212,7 +212,7 @@ def test_load_clips_max_clips_and_class_names(built):
     clips, labels = data.load_clips(dataset_dir, "train", 2, max_clips=3)
     assert clips.shape == (3, 512, 1) and clips.dtype == np.float32 and labels.dtype == np.int32
     assert data.class_names(dataset_dir) == ["bach", "folk", "palestrina"]
-    assert data.scale_sample_rate(dataset_dir, 0) == 1000
+    assert data.scale_rate(dataset_dir, 0) == 1000
 
 
 def test_folder_without_class_subfolders_is_a_clear_error(tmp_path):
