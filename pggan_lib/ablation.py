@@ -1044,13 +1044,15 @@ def _arm_order(results):
 def figure_critic_outputs(results, seed=None):
     """The report's figure for every arm: D(x) blue, D(G(z)) orange, Delta green.
 
-    One panel per arm (first seed unless ``seed``); a red line marks divergence.
+    One panel per arm (first seed unless ``seed``), two panels per row (7.4
+    inches wide); a red line marks divergence. The legend sits in the first
+    unused panel (else in the first panel).
     """
     import matplotlib.pyplot as plt
     arms = _arm_order(results)
-    cols = 4
+    cols = 2
     rows = int(math.ceil(len(arms) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.4 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.7 * cols, 2.5 * rows), squeeze=False)
     for ax, arm in zip(axes.flat, arms):
         group = [r for r in results["runs"] if r["arm"] == arm]
         run = next((r for r in group if seed is None or r["seed"] == seed), group[0])
@@ -1065,26 +1067,31 @@ def figure_critic_outputs(results, seed=None):
                                  for k in ("d_real", "d_fake")]) if len(steps) else np.zeros(1)
         if finite.size and np.max(np.abs(finite)) > 50:
             ax.set_yscale("symlog")
-        ax.set_title(f"{results['summary'][arm]['label']} (seed {run['seed']})", fontsize=8)
-        ax.tick_params(labelsize=7)
+        ax.set_title(f"{results['summary'][arm]['label']} (seed {run['seed']})", fontsize=9)
+        ax.tick_params(labelsize=9)
     for ax in list(axes.flat)[len(arms):]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
+    if len(arms) < axes.size:
+        axes.flat[len(arms)].legend(*axes.flat[0].get_legend_handles_labels(),
+                                    loc="center", fontsize=9)
+    else:
+        axes.flat[0].legend(fontsize=9)
     fig.tight_layout()
     return fig
 
 
 def figure_summary(results):
     """Per arm, one point per seed: spectral distance, per-clip |mean|, saturation,
-    largest generator activation; diverged runs marked with x."""
+    largest generator activation; diverged runs marked with x. A 2 x 2 grid,
+    7.5 inches wide."""
     import matplotlib.pyplot as plt
     arms = _arm_order(results)
     panels = [("spectral_distance", "spectral distance (dB)", False),
               ("mean_abs_clip_mean", "per-clip |mean| (sign bias)", False),
               ("saturated", "share |x| > 0.99", False),
               ("generator_max_activation", "largest |activation| (G)", True)]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6))
-    for ax, (key, title, log) in zip(axes, panels):
+    fig, axes = plt.subplots(2, 2, figsize=(7.5, 8.0))
+    for ax, (key, title, log) in zip(axes.flat, panels):
         for i, arm in enumerate(arms):
             stat = results["summary"][arm][key]
             ax.plot([i] * len(stat["values"]), stat["values"], "o", color="tab:gray",
@@ -1095,11 +1102,12 @@ def figure_summary(results):
             n_div = results["summary"][arm]["diverged"]
             if n_div:
                 ax.annotate(f"{n_div}× NaN", (i, 1.0), xycoords=("data", "axes fraction"),
-                            ha="center", va="top", color="red", fontsize=7)
+                            ha="center", va="top", color="red", fontsize=9)
         ax.set_xticks(range(len(arms)))
         ax.set_xticklabels([results["summary"][a]["label"] for a in arms], rotation=60,
-                           ha="right", fontsize=7)
-        ax.set_title(title, fontsize=9)
+                           ha="right", fontsize=9)
+        ax.tick_params(axis="y", labelsize=9)
+        ax.set_title(title, fontsize=10)
         if log:
             ax.set_yscale("log")
     fig.tight_layout()
@@ -1108,10 +1116,11 @@ def figure_summary(results):
 
 def figure_activations(results, network="generator"):
     """Largest and mean |activation| of the deepest trained block over training, per arm
-    (one line per seed)."""
+    (one line per seed). Two panels one above the other, 7.5 inches wide, the
+    legend below them."""
     import matplotlib.pyplot as plt
     arms = _arm_order(results)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    fig, axes = plt.subplots(2, 1, figsize=(7.5, 7.0), sharex=True)
     colours = plt.cm.tab10(np.linspace(0, 1, 10))
     for i, arm in enumerate(arms):
         for j, run in enumerate(r for r in results["runs"] if r["arm"] == arm):
@@ -1129,7 +1138,8 @@ def figure_activations(results, network="generator"):
             axes[0].plot(steps, means, **kwargs)
             axes[1].plot(steps, maxes, **kwargs)
     for ax, title in zip(axes, ("mean |activation|", "max |activation|")):
-        ax.set(yscale="log", xlabel="step", title=f"{network}, newest block: {title}")
-    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        ax.set(yscale="log", title=f"{network}, newest block: {title}")
+    axes[1].set_xlabel("step")
+    axes[1].legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
     fig.tight_layout()
     return fig

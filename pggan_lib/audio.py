@@ -191,8 +191,6 @@ def resample(x: np.ndarray, orig_sr: float, target_sr: float) -> np.ndarray:
     Returns:
         float32 array of about ``samples * target_sr / orig_sr`` samples, same
         number of channels. Content above ``target_sr / 2`` is filtered out.
-
-    Notebook: chapters/01_audio_fundamentals.ipynb
     """
     if orig_sr <= 0 or target_sr <= 0:
         raise ValueError(f"sample rates must be positive, got {orig_sr} -> {target_sr}")

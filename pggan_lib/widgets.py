@@ -70,15 +70,20 @@ def interpolation_figure(playground, seed_a: int, seed_b: int,
     """The static twin of :func:`latent_explorer`: spectrograms along one slerp.
 
     Returns:
-        ``(figure, clips)``: the figure (one panel per position) and the clips,
-        float32 ``(len(positions), clip_samples)``.
+        ``(figure, clips)``: the figure (one panel per position, at most three
+        per row, 7.5 inches wide) and the clips, float32
+        ``(len(positions), clip_samples)``.
 
     Notebook: chapters/07_playing_with_the_generator.ipynb
     """
     clips = playground.interpolate(seed_a, seed_b, positions, class_name)
-    fig, axes = plt.subplots(1, len(positions), figsize=(2.6 * len(positions), 2.4),
-                             sharey=True)
-    for ax, clip, position in zip(np.atleast_1d(axes), clips, positions):
+    columns = min(3, len(positions))
+    rows = -(-len(positions) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(7.5, 2.3 * rows), sharey=True,
+                             squeeze=False)
+    for ax in axes.ravel()[len(positions):]:
+        ax.set_visible(False)
+    for ax, clip, position in zip(axes.ravel(), clips, positions):
         plots.plot_spectrogram(clip, playground.sample_rate, ax=ax, title=f"t = {position:.2f}")
     fig.suptitle(f"slerp from seed {seed_a} (t = 0) to seed {seed_b} (t = 1)", fontsize=10)
     fig.tight_layout()
