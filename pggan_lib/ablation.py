@@ -59,6 +59,7 @@ __all__ = [
     "run_grid",
     "load_results",
     "summarize",
+    "CLAIM_RULES",
     "compute_verdicts",
     "save_figures",
     "machine_description",
@@ -837,24 +838,8 @@ def _fmt(stat, digits=3):
     return f"{stat['mean']:.{digits}g} ± {stat['std']:.{digits}g} (n={stat['n']})"
 
 
-def compute_verdicts(runs) -> list:
-    """Each claim of the report, with the measured evidence and a verdict.
-
-    Verdicts are ``"reproduced"``, ``"not reproduced"``, ``"partly"`` or
-    ``"not testable here"``; the rules are written in the code below and in
-    the chapter. Every number comes from ``runs``.
-
-    Args:
-        runs: Run dicts from :func:`run_arm`.
-
-    Returns:
-        List of dicts ``claim`` (letter), ``statement``, ``verdict``,
-        ``evidence`` (a sentence with numbers), ``numbers`` (dict).
-    """
-    summary = summarize(runs)
-    verdicts = []
-
-    # (a) The critic's step under the report's loss widens |gap| for both signs?
+def _verdict_loss_widens_gap(runs) -> dict:
+    """Claim (a) The critic's step under the report's loss widens |gap| for both signs?"""
     effects = {loss: {"fake_above": [], "fake_below": [], "level_vs_gap": []}
                for loss in losses.LOSS_NAMES}
     for run in runs:
@@ -878,7 +863,7 @@ def compute_verdicts(runs) -> list:
         verdict = "partly"
     else:
         verdict = "not reproduced"
-    verdicts.append({
+    return {
         "claim": "a", "statement": "the report's loss makes the critic widen |D(G(z)) - D(x)| "
                                    "whatever the sign of the gap",
         "verdict": verdict,
@@ -888,15 +873,17 @@ def compute_verdicts(runs) -> list:
                      f"common level {ratio['mean']:.3g}x more than the gap (median). "
                      f"WGAN-GP's step: {_fmt(wg['fake_above'])} and {_fmt(wg['fake_below'])}."
                      if ratio["mean"] is not None else "no step effects measured"),
-        "numbers": {"report": rep, "wgan-gp": wg, "report_level_over_gap": ratio}})
+        "numbers": {"report": rep, "wgan-gp": wg, "report_level_over_gap": ratio}}
 
-    # (b) Dead point at zero: how often is the gap exactly 0?
+
+def _verdict_no_dead_point(runs) -> dict:
+    """Claim (b) Dead point at zero: how often is the gap exactly 0?"""
     ties = int(sum(r.get("zero_gap_steps", 0) for r in runs))
     steps = int(sum(r.get("steps", 0) for r in runs))
     example_ties = int(sum(e.get("ties", 0) for r in runs
                            for e in (r.get("step_effect") or {}).values()))
     grads = loss_output_gradients([0.0], [0.0])
-    verdicts.append({
+    return {
         "claim": "b", "statement": "the constants 0.0001 and 0.000999 avoid a dead point "
                                    "(zero gradient) at a zero gap",
         "verdict": "partly",
@@ -909,9 +896,11 @@ def compute_verdicts(runs) -> list:
                      f"{steps} training steps (batch means) and {example_ties} probed examples"),
         "numbers": {"zero_gap_steps": ties, "steps": steps, "tied_examples": example_ties,
                     "report_tie_gradients": [float(grads["report"]["critic_d_real"][0]),
-                                             float(grads["report"]["critic_d_fake"][0])]}})
+                                             float(grads["report"]["critic_d_fake"][0])]}}
 
-    # (c) Sign bias: leaky vs report activation, per loss (same critic-output default).
+
+def _verdict_sign_bias(runs, summary) -> dict:
+    """Claim (c) Sign bias: leaky vs report activation, per loss (same critic-output default)."""
     rows, reproduced_for = {}, []
     for loss in losses.LOSS_NAMES:
         leaky = summary.get(f"act-leaky_loss-{loss}")
@@ -934,7 +923,7 @@ def compute_verdicts(runs) -> list:
         verdict = "partly"
     else:
         verdict = "not reproduced"
-    verdicts.append({
+    return {
         "claim": "c", "statement": "the activation tanh(x) + x/alpha removes the sign bias "
                                    "that LeakyReLU gives generated audio",
         "verdict": verdict,
@@ -942,9 +931,11 @@ def compute_verdicts(runs) -> list:
             f"{loss}: per-clip |mean| leaky {_fmt(r['leaky'])} vs report {_fmt(r['report'])}, "
             f"saturated share leaky {_fmt(r['leaky_saturated'])} vs report "
             f"{_fmt(r['report_saturated'])}" for loss, r in rows.items()) or "arms missing",
-        "numbers": rows})
+        "numbers": rows}
 
-    # (d) NaN: linear vs report activation.
+
+def _verdict_no_nan(runs) -> dict:
+    """Claim (d) NaN: linear vs report activation."""
     counts = {}
     for act in ("linear", "leaky", "report"):
         group = [r for r in runs if r["activation"] == act]
@@ -959,16 +950,18 @@ def compute_verdicts(runs) -> list:
         verdict = "not reproduced"
     else:
         verdict = "partly"
-    verdicts.append({
+    return {
         "claim": "d", "statement": "a linear hidden activation grows to NaN; the report's "
                                    "activation avoids it",
         "verdict": verdict,
         "evidence": ", ".join(f"{act}: {c['diverged']} of {c['runs']} runs diverged, largest "
                               f"generator activation at the end {_fmt(c['max_activation'])}"
                               for act, c in counts.items()),
-        "numbers": counts})
+        "numbers": counts}
 
-    # (e) Delta down <=> generator better (spectral distance down)?
+
+def _verdict_delta_tracks_quality(runs) -> dict:
+    """Claim (e) Delta down <=> generator better (spectral distance down)?"""
     within, across = {}, {}
     for loss in losses.LOSS_NAMES:
         rhos, finals = [], []
@@ -991,7 +984,7 @@ def compute_verdicts(runs) -> list:
     tested = [loss for loss in within if within[loss]["mean"] is not None]
     verdict = ("not testable here" if not tested else "reproduced" if len(positive) == len(tested)
                else "partly" if positive else "not reproduced")
-    verdicts.append({
+    return {
         "claim": "e", "statement": "Delta trending down means the generator is improving",
         "verdict": verdict,
         "evidence": "; ".join(
@@ -999,8 +992,40 @@ def compute_verdicts(runs) -> list:
             f"{_fmt(within[loss], 2)}, across runs (final values) "
             f"{'n/a' if across[loss]['spearman'] is None else format(across[loss]['spearman'], '.2f')}"
             f" over {across[loss]['runs']} runs" for loss in within),
-        "numbers": {"within": within, "across": across}})
-    return verdicts
+        "numbers": {"within": within, "across": across}}
+
+#: The report's claims that chapter 4 tests: letter -> (function, the rule of its verdict).
+CLAIM_RULES = {
+    "a": "reproduced when one critic step with the report's loss widens |gap| for > 90 % of "
+         "examples on both sides of the tie; partly when on one side",
+    "b": "partly by construction: the formula has no dead point, but WGAN's linear loss has "
+         "none either; the tie count says whether it matters in training",
+    "c": "reproduced for a loss when the report activation's per-clip |mean| (mean + std over "
+         "seeds) lies below LeakyReLU's (mean - std)",
+    "d": "reproduced when some linear-activation run diverges and no report-activation run does",
+    "e": "reproduced when Delta and the spectral distance correlate (Spearman > 0.5) within "
+         "runs and across runs' final values",
+}
+
+
+def compute_verdicts(runs) -> list:
+    """Each claim of the report, with the measured evidence and a verdict.
+
+    Verdicts are ``"reproduced"``, ``"not reproduced"``, ``"partly"`` or
+    ``"not testable here"``, by the rules of :data:`CLAIM_RULES` (one
+    function per claim below). Every number comes from ``runs``.
+
+    Args:
+        runs: Run dicts from :func:`run_arm`.
+
+    Returns:
+        List of dicts ``claim`` (letter), ``statement``, ``verdict``,
+        ``evidence`` (a sentence with numbers), ``numbers`` (dict).
+    """
+    summary = summarize(runs)
+    return [_verdict_loss_widens_gap(runs), _verdict_no_dead_point(runs),
+            _verdict_sign_bias(runs, summary), _verdict_no_nan(runs),
+            _verdict_delta_tracks_quality(runs)]
 
 
 # ---------------------------------------------------------------------------

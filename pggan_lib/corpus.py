@@ -45,7 +45,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import soundfile
 
-from pggan_lib import config
+from pggan_lib import config, files
 
 __all__ = [
     "CORPUS_CLASSES",
@@ -713,16 +713,7 @@ def make_demo_corpus(out_dir: str | os.PathLike = config.DEMO_CORPUS_DIR,
     """
     start = time.perf_counter()
     class_names = _check_classes(classes)
-    if not (isinstance(minutes_per_class, (int, float)) and math.isfinite(minutes_per_class)
-            and minutes_per_class > 0):
-        raise ValueError(f"minutes_per_class: must be a positive number of minutes, "
-                         f"got {minutes_per_class!r}")
-    if int(sample_rate) != sample_rate or not 8000 <= sample_rate <= 96000:
-        raise ValueError(f"sample_rate: must be an integer in [8000, 96000] Hz "
-                         f"(FluidSynth's range), got {sample_rate!r}")
-    if not max_excerpt_seconds >= _MIN_EXCERPT_SECONDS:
-        raise ValueError(f"max_excerpt_seconds: must be at least {_MIN_EXCERPT_SECONDS} s, "
-                         f"got {max_excerpt_seconds!r}")
+    _check_corpus_size(minutes_per_class, sample_rate, max_excerpt_seconds)
     sample_rate = int(sample_rate)
     program = _instrument_program(instrument)  # validates early
     instrument = str(instrument).strip()
@@ -732,19 +723,7 @@ def make_demo_corpus(out_dir: str | os.PathLike = config.DEMO_CORPUS_DIR,
     out_dir = Path(out_dir)
     renderer = pick_renderer(sample_rate, warn=True)
     settings = _settings(instrument, sample_rate, renderer)
-
-    old_manifest: dict = {}
-    manifest_path = out_dir / MANIFEST_NAME
-    if manifest_path.is_file():
-        try:
-            old_manifest = read_corpus_manifest(out_dir)
-        except ValueError:
-            old_manifest = {}
-    same_settings = old_manifest.get("settings") == settings
-    old_files = {entry["source"]: entry for entry in old_manifest.get("files", [])} if same_settings else {}
-    old_skipped = {item["source"]: item["reason"] for item in old_manifest.get("skipped", [])} \
-        if same_settings else {}
-
+    old_manifest, old_files, old_skipped = _previous_build(out_dir, settings)
     report = CorpusReport(out_dir=out_dir, renderer=renderer)
     entries: list[dict] = []
     skipped: list[dict] = []
@@ -758,63 +737,16 @@ def make_demo_corpus(out_dir: str | os.PathLike = config.DEMO_CORPUS_DIR,
     with bar:
         for class_name in class_names:
             bar.set_postfix_str(class_name)
-            class_seconds = 0.0
-            for source in class_sources(class_name):
-                remaining = target_seconds - class_seconds
-                if remaining < _MIN_EXCERPT_SECONDS:
-                    break
-                limit = round(min(float(max_excerpt_seconds), remaining), 3)
-                if source in old_skipped:
-                    skipped.append({"source": source, "class": class_name, "reason": old_skipped[source]})
-                    continue
-                relative = f"{class_name}/{_file_name(source)}.wav"
-                path = out_dir / relative
-                entry = _reusable_entry(old_files.get(source), relative, limit, out_dir)
-                if entry is not None:
-                    report.files_reused.append(relative)
-                else:
-                    try:
-                        audio = render_score_to_audio(source, sample_rate=sample_rate,
-                                                      instrument=instrument, max_seconds=limit,
-                                                      renderer=renderer)
-                        if audio.size < sample_rate * 0.5:
-                            raise ValueError("rendered less than 0.5 s of sound")
-                    except Exception as error:  # any bad score: record it, go on
-                        skipped.append({"source": source, "class": class_name,
-                                        "reason": _short_reason(error)})
-                        continue
-                    _write_wav(path, audio, sample_rate)
-                    seconds = audio.size / sample_rate
-                    entry = {
-                        "path": relative,
-                        "class": class_name,
-                        "source": source,
-                        "duration_seconds": round(seconds, 6),
-                        "num_samples": int(audio.size),
-                        "sample_rate": sample_rate,
-                        "sha256": _sha256(path),
-                        "instrument": instrument,
-                        "excerpt_limit_seconds": limit,
-                    }
-                    report.files_written.append(relative)
-                    report.seconds_rendered += seconds
-                entries.append(entry)
-                bar.update(min(entry["duration_seconds"], remaining))
-                class_seconds += entry["duration_seconds"]
-            report.seconds_per_class[class_name] = round(class_seconds, 6)
+            render = dict(out_dir=out_dir, sample_rate=sample_rate, instrument=instrument,
+                          renderer=renderer, max_excerpt_seconds=max_excerpt_seconds)
+            report.seconds_per_class[class_name] = _render_class(
+                class_name, target_seconds, render, old_files, old_skipped, report, entries,
+                skipped, bar)
 
     entries.sort(key=lambda e: (class_names.index(e["class"]), e["path"]))
     report.skipped = [(item["source"], item["reason"]) for item in skipped]
     report.seconds_total = round(sum(e["duration_seconds"] for e in entries), 6)
-
-    # Files that an earlier manifest listed but this one does not: ours to remove.
-    listed = {e["path"] for e in entries}
-    for entry in old_manifest.get("files", []):
-        stale = entry.get("path")
-        if stale and stale not in listed and (out_dir / stale).is_file():
-            (out_dir / stale).unlink()
-            report.files_removed.append(stale)
-
+    _remove_stale_files(old_manifest, entries, out_dir, report)
     manifest = {
         **{key: settings[key] for key in ("format", "instrument", "sample_rate", "renderer")},
         "classes": class_names,
@@ -827,20 +759,117 @@ def make_demo_corpus(out_dir: str | os.PathLike = config.DEMO_CORPUS_DIR,
         "files": entries,
         "skipped": skipped,
     }
-    text = json.dumps(manifest, indent=2, sort_keys=False) + "\n"
-    if not manifest_path.is_file() or manifest_path.read_text(encoding="utf-8") != text:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        tmp = manifest_path.with_name(MANIFEST_NAME + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, manifest_path)
-        manifest_changed = True
-    else:
-        manifest_changed = False
+    manifest_changed = _write_corpus_manifest(out_dir / MANIFEST_NAME, manifest)
     report.wall_seconds = time.perf_counter() - start
     if progress and report.nothing_to_do and not manifest_changed:
         print(f"Corpus {out_dir} is up to date: nothing needed doing "
               f"({len(report.files_reused)} files verified).")
     return report
+
+
+def _check_corpus_size(minutes_per_class, sample_rate, max_excerpt_seconds) -> None:
+    if not (isinstance(minutes_per_class, (int, float)) and math.isfinite(minutes_per_class)
+            and minutes_per_class > 0):
+        raise ValueError(f"minutes_per_class: must be a positive number of minutes, "
+                         f"got {minutes_per_class!r}")
+    if int(sample_rate) != sample_rate or not 8000 <= sample_rate <= 96000:
+        raise ValueError(f"sample_rate: must be an integer in [8000, 96000] Hz "
+                         f"(FluidSynth's range), got {sample_rate!r}")
+    if not max_excerpt_seconds >= _MIN_EXCERPT_SECONDS:
+        raise ValueError(f"max_excerpt_seconds: must be at least {_MIN_EXCERPT_SECONDS} s, "
+                         f"got {max_excerpt_seconds!r}")
+
+
+def _previous_build(out_dir: Path, settings: dict):
+    """``(old manifest, its files by source, its skipped sources)``; the last two are empty
+    when the settings changed (everything is rendered again)."""
+    old_manifest: dict = {}
+    if (out_dir / MANIFEST_NAME).is_file():
+        try:
+            old_manifest = read_corpus_manifest(out_dir)
+        except ValueError:
+            old_manifest = {}
+    if old_manifest.get("settings") != settings:
+        return old_manifest, {}, {}
+    return (old_manifest, {entry["source"]: entry for entry in old_manifest.get("files", [])},
+            {item["source"]: item["reason"] for item in old_manifest.get("skipped", [])})
+
+
+def _render_class(class_name, target_seconds, render, old_files, old_skipped, report, entries,
+                  skipped, bar) -> float:
+    """Excerpts of ``class_name``'s works until ``target_seconds``; returns the seconds kept.
+
+    A file of the previous build with the same settings is reused when intact;
+    a score that fails to render is recorded in ``skipped`` with its reason.
+    """
+    class_seconds = 0.0
+    for source in class_sources(class_name):
+        remaining = target_seconds - class_seconds
+        if remaining < _MIN_EXCERPT_SECONDS:
+            break
+        limit = round(min(float(render["max_excerpt_seconds"]), remaining), 3)
+        if source in old_skipped:
+            skipped.append({"source": source, "class": class_name, "reason": old_skipped[source]})
+            continue
+        relative = f"{class_name}/{_file_name(source)}.wav"
+        entry = _reusable_entry(old_files.get(source), relative, limit, render["out_dir"])
+        if entry is not None:
+            report.files_reused.append(relative)
+        else:
+            try:
+                entry = _render_entry(source, class_name, relative, limit, render)
+            except Exception as error:  # any bad score: record it, go on
+                skipped.append({"source": source, "class": class_name,
+                                "reason": _short_reason(error)})
+                continue
+            report.files_written.append(relative)
+            report.seconds_rendered += entry["duration_seconds"]
+        entries.append(entry)
+        bar.update(min(entry["duration_seconds"], remaining))
+        class_seconds += entry["duration_seconds"]
+    return round(class_seconds, 6)
+
+
+def _render_entry(source, class_name, relative, limit, render) -> dict:
+    """Render one excerpt to ``out_dir/relative`` and return its manifest entry."""
+    sample_rate = render["sample_rate"]
+    audio = render_score_to_audio(source, sample_rate=sample_rate,
+                                  instrument=render["instrument"], max_seconds=limit,
+                                  renderer=render["renderer"])
+    if audio.size < sample_rate * 0.5:
+        raise ValueError("rendered less than 0.5 s of sound")
+    path = render["out_dir"] / relative
+    _write_wav(path, audio, sample_rate)
+    return {
+        "path": relative,
+        "class": class_name,
+        "source": source,
+        "duration_seconds": round(audio.size / sample_rate, 6),
+        "num_samples": int(audio.size),
+        "sample_rate": sample_rate,
+        "sha256": _sha256(path),
+        "instrument": render["instrument"],
+        "excerpt_limit_seconds": limit,
+    }
+
+
+def _remove_stale_files(old_manifest, entries, out_dir, report) -> None:
+    """Files that an earlier manifest listed but this one does not: ours to remove."""
+    listed = {e["path"] for e in entries}
+    for entry in old_manifest.get("files", []):
+        stale = entry.get("path")
+        if stale and stale not in listed and (out_dir / stale).is_file():
+            (out_dir / stale).unlink()
+            report.files_removed.append(stale)
+
+
+def _write_corpus_manifest(manifest_path: Path, manifest: dict) -> bool:
+    """Write the manifest atomically when its text changed; True when it did."""
+    text = json.dumps(manifest, indent=2, sort_keys=False) + "\n"
+    if manifest_path.is_file() and manifest_path.read_text(encoding="utf-8") == text:
+        return False
+    files.atomic_write(manifest_path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    return True
 
 
 def _reusable_entry(entry: dict | None, relative: str, limit: float, out_dir: Path) -> dict | None:

@@ -484,6 +484,155 @@ def _number(value: float) -> int | float:
     return int(value) if float(value).is_integer() else float(value)
 
 
+def _probe_sources(files_per_class, source_root, clip_seconds, pad_short, skipped,
+                   sample_rate, clip_samples, num_scales):
+    """Read every file's header: weed out unreadable and too-short files, learn durations.
+
+    Returns:
+        ``(seconds_per_file, paths, padded)``: class -> {key: seconds}, key -> path,
+        and the keys of short files to zero-pad; ``skipped`` gets the rest, with reasons.
+
+    Raises:
+        DatasetError: No file is usable (the message says why).
+    """
+    seconds_per_file: dict[str, dict[str, float]] = {}
+    paths: dict[str, Path] = {}
+    short_seconds: list[float] = []
+    padded: set[str] = set()
+    for class_name, files in files_per_class.items():
+        for path in files:
+            key = _relative(path, source_root)
+            try:
+                info = audio.audio_info(path)
+            except audio.AudioError as error:
+                skipped.append((key, error.reason))
+                continue
+            if info.frames == 0:
+                skipped.append((key, "contains no samples"))
+                continue
+            if pad_short and pad_short * clip_seconds <= info.seconds < clip_seconds:
+                padded.add(key)
+            elif info.seconds < clip_seconds:
+                skipped.append((key, f"shorter than one clip ({info.seconds:.3f} s < "
+                                     f"{clip_seconds:.3f} s)"))
+                short_seconds.append(info.seconds)
+                continue
+            seconds_per_file.setdefault(class_name, {})[key] = info.seconds
+            paths[key] = path
+    if not seconds_per_file and short_seconds and len(short_seconds) == len(skipped):
+        raise DatasetError(_all_short_message(source_root, short_seconds, sample_rate,
+                                              clip_samples, num_scales))
+    if not seconds_per_file:
+        raise DatasetError(_nothing_usable_message(source_root, sorted(skipped)))
+    return seconds_per_file, paths, padded
+
+
+def _class_warnings(files_per_class, seconds_per_file, test_fraction, skipped) -> list[str]:
+    """Classes left out (into ``skipped``) and classes whose one file cannot be split."""
+    warnings = []
+    for class_name in files_per_class:
+        if class_name not in seconds_per_file:
+            skipped.append((class_name, "class left out: none of its files is usable"))
+    for class_name in sorted(seconds_per_file):
+        if test_fraction > 0 and len(seconds_per_file[class_name]) == 1:
+            warnings.append(f"class '{class_name}' has one usable file: all its clips are in train")
+    return warnings
+
+
+def _plan_shards(sources, split_of, seconds_of, clip_samples, clip_seconds, num_scales,
+                 num_shards) -> dict[str, int]:
+    """Shards per split, from the expected size (about one per 128 MB) or ``num_shards``."""
+    bytes_per_clip = 2 * clip_samples * (2 - 2.0 ** (1 - num_scales)) + 64
+    shards = {}
+    for split in SPLITS:
+        seconds = sum(seconds_of[k] for k in sources if split_of[k] == split)
+        expected_clips = int(seconds / clip_seconds)
+        if num_shards is None:
+            wanted = max(2 if split == "train" else 1,
+                         math.ceil(expected_clips * bytes_per_clip / _TARGET_SHARD_BYTES))
+        else:
+            wanted = num_shards if split == "train" else max(1, num_shards // 4)
+        shards[split] = max(1, min(wanted, _MAX_SHARDS, expected_clips))
+    return shards
+
+
+def _stream_sources(sources, paths, split_of, label_of, classes, padded, writers, streams,
+                    seed, skipped, progress, settings, total_seconds):
+    """Stream every file into its split's shards and streams, in a seeded random order
+    (classes mixed along each shard); one bad file is skipped with its reason.
+
+    Returns:
+        ``(source_entries, shard_lists, stream_lists, seconds_read)``.
+    """
+    order = [sources[i] for i in np.random.default_rng(seed).permutation(len(sources))]
+    source_entries = {k: {"path": k, "class": classes[label_of[k]], "split": split_of[k],
+                          "num_clips": 0, "dropped_silent_clips": 0, "clips_cut": 0,
+                          "seconds": 0.0}
+                      for k in sources}
+    source_id = {k: i for i, k in enumerate(sources)}
+    seconds_read = 0.0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=round(total_seconds), unit="s", desc="audio", unit_scale=True,
+                   dynamic_ncols=True)
+    try:
+        for key in order:
+            entry = source_entries[key]
+            _stream_one(paths[key], key, entry, writers[split_of[key]], streams[split_of[key]],
+                        source_id[key], label_of[key], key in padded, skipped, settings)
+            seconds_read += entry["seconds"]
+            if bar is not None:
+                bar.update(round(seconds_read) - bar.n)
+    finally:
+        shard_lists = {split: writers[split].close() for split in SPLITS}
+        stream_lists = {split: streams[split].close() for split in SPLITS}
+        if bar is not None:
+            bar.close()
+    return source_entries, shard_lists, stream_lists, seconds_read
+
+
+def _stream_one(path, key, entry, writer, stream, source_id, label, pad, skipped, settings):
+    """One file into ``writer`` / ``stream``; a failure goes to ``skipped`` with its reason."""
+    try:
+        _write_file_clips(path, entry, writer, stream, source_id, label,
+                          settings["sample_rate"], settings["clip_samples"],
+                          settings["num_scales"], settings["target_db"], settings["peak"],
+                          settings["silence_db"], settings["max_gain_db"],
+                          pad_to=settings["clip_samples"] if pad else 0)
+    except audio.AudioError as error:
+        kept = entry["num_clips"]
+        skipped.append((key, error.reason + (f" (kept the {kept} clips before it)"
+                                             if kept else "")))
+    except Exception as error:  # noqa: BLE001 - one bad file must not stop the build
+        skipped.append((key, f"unexpected error: {type(error).__name__}: {error}"))
+    else:
+        if entry["clips_cut"] == 0:
+            skipped.append((key, f"shorter than one clip after resampling "
+                                 f"({entry['seconds']:.3f} s)"))
+        elif entry["num_clips"] == 0:
+            skipped.append((key, f"all clips near-silent (below {settings['silence_db']:g} "
+                                 f"dBFS)"))
+
+
+def _split_warnings(manifest, classes, seconds_per_file, test_fraction) -> list[str]:
+    """Classes with no clips at all, or none in a split their files were assigned to."""
+    warnings = []
+    for class_name in classes:
+        counts = {s: manifest["splits"][s]["clips_per_class"][class_name] for s in SPLITS}
+        if sum(counts.values()) == 0:
+            warnings.append(f"class '{class_name}' has no clips (all its audio is near-silent); "
+                            f"its label {classes.index(class_name)} is unused")
+        elif test_fraction > 0 and len(seconds_per_file[class_name]) > 1 and not all(
+                counts.values()):
+            empty = [s for s in SPLITS if not counts[s]]
+            # The split is decided from file headers; a file found silent or broken
+            # later can leave a split without clips of this class.
+            warnings.append(f"class '{class_name}' has no {empty[0]} clips: the files assigned "
+                            f"to {empty[0]} were skipped (see above)")
+    return warnings
+
+
 def build_dataset(source_dir: str | os.PathLike, out_dir: str | os.PathLike,
                   sample_rate: int = DEFAULT_SAMPLE_RATE,
                   clip_samples: int = DEFAULT_CLIP_SAMPLES,
@@ -543,62 +692,19 @@ def build_dataset(source_dir: str | os.PathLike, out_dir: str | os.PathLike,
     files_per_class, skipped, ignored = scan_source_folder(source_root, exclude=[out_dir])
     _check_out_dir(out_dir, overwrite)
 
-    # 1. Probe headers: weed out unreadable and too-short files, learn durations.
     clip_seconds = clip_samples / sample_rate
-    seconds_per_file: dict[str, dict[str, float]] = {}
-    paths: dict[str, Path] = {}
-    short_seconds: list[float] = []
-    padded: set[str] = set()
-    for class_name, files in files_per_class.items():
-        for path in files:
-            key = _relative(path, source_root)
-            try:
-                info = audio.audio_info(path)
-            except audio.AudioError as error:
-                skipped.append((key, error.reason))
-                continue
-            if info.frames == 0:
-                skipped.append((key, "contains no samples"))
-                continue
-            if pad_short and pad_short * clip_seconds <= info.seconds < clip_seconds:
-                padded.add(key)
-            elif info.seconds < clip_seconds:
-                skipped.append((key, f"shorter than one clip ({info.seconds:.3f} s < "
-                                     f"{clip_seconds:.3f} s)"))
-                short_seconds.append(info.seconds)
-                continue
-            seconds_per_file.setdefault(class_name, {})[key] = info.seconds
-            paths[key] = path
+    seconds_per_file, paths, padded = _probe_sources(
+        files_per_class, source_root, clip_seconds, pad_short, skipped, sample_rate,
+        clip_samples, num_scales)
     classes = sorted(seconds_per_file)
-    if not classes and short_seconds and len(short_seconds) == len(skipped):
-        raise DatasetError(_all_short_message(source_root, short_seconds, sample_rate,
-                                              clip_samples, num_scales))
-    if not classes:
-        raise DatasetError(_nothing_usable_message(source_root, sorted(skipped)))
-    warnings = []
-    for class_name in files_per_class:
-        if class_name not in seconds_per_file:
-            skipped.append((class_name, "class left out: none of its files is usable"))
-    for class_name in classes:
-        if test_fraction > 0 and len(seconds_per_file[class_name]) == 1:
-            warnings.append(f"class '{class_name}' has one usable file: all its clips are in train")
+    warnings = _class_warnings(files_per_class, seconds_per_file, test_fraction, skipped)
 
-    # 2. Split by source file, then decide shard counts from the expected size.
     split_of = split_by_source(seconds_per_file, test_fraction, seed)
     label_of = {key: classes.index(c) for c in classes for key in seconds_per_file[c]}
     sources = sorted(paths, key=lambda k: (label_of[k], k))
-    bytes_per_clip = 2 * clip_samples * (2 - 2.0 ** (1 - num_scales)) + 64
-    shards = {}
-    for split in SPLITS:
-        seconds = sum(seconds_per_file[classes[label_of[k]]][k] for k in sources
-                      if split_of[k] == split)
-        expected_clips = int(seconds / clip_seconds)
-        if num_shards is None:
-            wanted = max(2 if split == "train" else 1,
-                         math.ceil(expected_clips * bytes_per_clip / _TARGET_SHARD_BYTES))
-        else:
-            wanted = num_shards if split == "train" else max(1, num_shards // 4)
-        shards[split] = max(1, min(wanted, _MAX_SHARDS, expected_clips))
+    shards = _plan_shards(sources, split_of, {k: seconds_per_file[classes[label_of[k]]][k]
+                                              for k in sources},
+                          clip_samples, clip_seconds, num_scales, num_shards)
 
     # New files go to out_dir/.partial and replace an old dataset only on success.
     created_out_dir = not out_dir.exists()
@@ -608,50 +714,12 @@ def build_dataset(source_dir: str | os.PathLike, out_dir: str | os.PathLike,
     partial.mkdir(parents=True)
     writers = {split: _ShardWriter(partial, split, shards[split]) for split in SPLITS}
     streams = {split: _StreamWriter(partial, split, num_scales) for split in SPLITS}
-
-    # 3. Stream every file; a random (seeded) order mixes classes along each shard.
-    order = [sources[i] for i in np.random.default_rng(seed).permutation(len(sources))]
-    source_entries = {k: {"path": k, "class": classes[label_of[k]], "split": split_of[k],
-                          "num_clips": 0, "dropped_silent_clips": 0, "clips_cut": 0,
-                          "seconds": 0.0}
-                      for k in sources}
-    source_id = {k: i for i, k in enumerate(sources)}
-    seconds_read = 0.0
-    total_seconds = sum(sum(d.values()) for d in seconds_per_file.values())
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=round(total_seconds), unit="s", desc="audio", unit_scale=True,
-                   dynamic_ncols=True)
-    try:
-        for key in order:
-            entry = source_entries[key]
-            try:
-                _write_file_clips(paths[key], entry, writers[split_of[key]],
-                                  streams[split_of[key]], source_id[key], label_of[key],
-                                  sample_rate, clip_samples, num_scales, target_db, peak,
-                                  silence_db, max_gain_db,
-                                  pad_to=clip_samples if key in padded else 0)
-            except audio.AudioError as error:
-                kept = entry["num_clips"]
-                skipped.append((key, error.reason + (f" (kept the {kept} clips before it)"
-                                                     if kept else "")))
-            except Exception as error:  # noqa: BLE001 - one bad file must not stop the build
-                skipped.append((key, f"unexpected error: {type(error).__name__}: {error}"))
-            else:
-                if entry["clips_cut"] == 0:
-                    skipped.append((key, f"shorter than one clip after resampling "
-                                         f"({entry['seconds']:.3f} s)"))
-                elif entry["num_clips"] == 0:
-                    skipped.append((key, f"all clips near-silent (below {silence_db:g} dBFS)"))
-            seconds_read += entry["seconds"]
-            if bar is not None:
-                bar.update(round(seconds_read) - bar.n)
-    finally:
-        shard_lists = {split: writers[split].close() for split in SPLITS}
-        stream_lists = {split: streams[split].close() for split in SPLITS}
-        if bar is not None:
-            bar.close()
+    settings = dict(sample_rate=sample_rate, clip_samples=clip_samples, num_scales=num_scales,
+                    target_db=target_db, peak=peak, silence_db=silence_db,
+                    max_gain_db=max_gain_db)
+    source_entries, shard_lists, stream_lists, seconds_read = _stream_sources(
+        sources, paths, split_of, label_of, classes, padded, writers, streams, seed, skipped,
+        progress, settings, sum(sum(d.values()) for d in seconds_per_file.values()))
 
     skipped.sort()
     manifest = _make_manifest(source_root, classes, source_entries, sources, shard_lists,
@@ -668,18 +736,7 @@ def build_dataset(source_dir: str | os.PathLike, out_dir: str | os.PathLike,
         for name in writers[split].names:
             if name not in kept:
                 (partial / name).unlink()
-    for class_name in classes:
-        counts = {s: manifest["splits"][s]["clips_per_class"][class_name] for s in SPLITS}
-        if sum(counts.values()) == 0:
-            warnings.append(f"class '{class_name}' has no clips (all its audio is near-silent); "
-                            f"its label {classes.index(class_name)} is unused")
-        elif test_fraction > 0 and len(seconds_per_file[class_name]) > 1 and not all(
-                counts.values()):
-            empty = [s for s in SPLITS if not counts[s]]
-            # The split is decided from file headers; a file found silent or broken
-            # later can leave a split without clips of this class.
-            warnings.append(f"class '{class_name}' has no {empty[0]} clips: the files assigned "
-                            f"to {empty[0]} were skipped (see above)")
+    warnings += _split_warnings(manifest, classes, seconds_per_file, test_fraction)
     (partial / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1) + "\n")
     _install(partial, out_dir)
 

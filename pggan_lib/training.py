@@ -11,7 +11,11 @@ The pieces, from small to large:
   ``keras.random.SeedGenerator``, ``optimizer.apply``) plus n_critic, the
   generator's exponential moving average (EMA) and per-step measurements
   D(x), D(G(z)), Delta = |D(G(z)) - D(x)|, the penalty and gradient norms.
-* :func:`train`: the driver. One compiled step per phase, checkpoints written
+* :func:`train` = :func:`prepare_run` (checks, GAN, new or restored run folder)
+  + :func:`run_phases` (the loop: steps only) + :class:`TrainingHook` objects
+  for the side work (history and TensorBoard, samples, checkpoints, step and
+  time limits, callbacks), as keras-io's GANs keep side work in callbacks.
+  One compiled step per phase, checkpoints written
   atomically with a checksum, ``resume=True`` continues where the newest intact
   checkpoint left off (weights, both optimisers, EMA, RNG state and data
   position): the same steps on the same data, equal to an uninterrupted run
@@ -40,6 +44,7 @@ import types
 import zipfile
 import zlib
 from pathlib import Path
+from typing import Optional, Sequence
 
 import keras
 import numpy as np
@@ -69,6 +74,20 @@ __all__ = [
     "verify_checkpoint",
     "CheckpointDamaged",
     "read_history",
+    "TrainingRun",
+    "prepare_run",
+    "StepRecord",
+    "TrainingHook",
+    "LogHook",
+    "SamplesHook",
+    "CheckpointHook",
+    "PhaseEndHook",
+    "StepLimitHook",
+    "DeadlineHook",
+    "StepCallbackHook",
+    "ProgressHook",
+    "default_hooks",
+    "run_phases",
     "train",
     "load_generator",
     "generate_audio",
@@ -911,6 +930,456 @@ def _save_generator(gan, run_dir, phase, global_step):
                  "global_step": global_step})
 
 
+# ---------------------------------------------------------------------------
+# Preparing a run
+# ---------------------------------------------------------------------------
+
+def _check_run_folder(run_dir: Path, resume: bool):
+    """The newest intact checkpoint of a run to resume (None for a new run), or a RunError."""
+    if not resume:
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise RunError(f"{run_dir} already exists; pass resume=True (--resume) to continue "
+                           f"that run, or give a new folder")
+        return None
+    if not (run_dir / "config.json").is_file():
+        raise RunError(f"{run_dir}: not a run folder (no config.json); start a new run "
+                       f"without resume=True (--resume)")
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None:
+        raise RunError(f"{run_dir}: no checkpoint in {run_dir / 'checkpoints'} to resume "
+                       f"from; start a new run without resume=True (--resume) in a new "
+                       f"folder")
+    return checkpoint
+
+
+def _check_preset(preset: Preset, options: dict, manifest: dict, data_dir: Path) -> None:
+    """One RunError naming the preset field or dataset property that cannot work."""
+    if preset.data not in DATA_MODES:
+        raise RunError(f"preset field data={preset.data!r}: choose one of {DATA_MODES}")
+    try:
+        layers.check_augment(preset.augment)
+    except ValueError as error:
+        raise RunError(f"preset field augment: {error}") from None
+    if options["loss"] not in losses.LOSS_NAMES:
+        raise RunError(f"unknown loss {options['loss']!r}; choose one of {losses.LOSS_NAMES}")
+    clip_samples = int(manifest["clip_samples"])
+    if preset.min_clip_samples > clip_samples:
+        raise RunError(
+            f"preset {preset.name!r} needs clips of at least {preset.min_clip_samples} samples "
+            f"at the finest scale; {data_dir} has {clip_samples}. Rebuild it with "
+            f"`pggan dataset SOURCE OUT --clip-samples {preset.min_clip_samples}`")
+    if options["conditional"] and len(manifest["class_names"]) < 2:
+        raise RunError(f"{data_dir}: conditional training needs at least 2 classes, the "
+                       f"dataset has {manifest['class_names']}")
+
+
+def _check_batches(schedule, manifest: dict, data_dir: Path, replicas: int) -> None:
+    train_clips = int(manifest["splits"]["train"]["num_clips"])
+    for phase in schedule:
+        if phase.batch_size > train_clips:
+            raise RunError(f"{data_dir}: batch size {phase.batch_size} (scale {phase.scale}) is "
+                           f"larger than the {train_clips} training clips")
+        if phase.batch_size % replicas:
+            raise RunError(f"batch size {phase.batch_size} (scale {phase.scale}) is not "
+                           f"divisible by the {replicas} replicas of the strategy")
+
+
+@dataclasses.dataclass
+class TrainingRun:
+    """Everything the loop and its hooks share about one run (made by :func:`prepare_run`).
+
+    Attributes:
+        run_dir, data_dir: The run folder and the dataset.
+        manifest: The dataset's manifest.
+        preset: The preset, overrides applied.
+        options: ``loss``, ``activation``, ``conditional``, ``seed``, ``critic_output``.
+        spec: The models' :class:`~pggan_lib.models.ModelSpec`.
+        gan: The :class:`ProgressiveGAN` (restored from the checkpoint on resume).
+        strategy: Its ``tf.distribute.Strategy``.
+        schedule: The phases (:func:`make_schedule`).
+        global_step: Steps taken so far (the loop advances it).
+        start: ``time.monotonic()`` of step 0 (elapsed time survives resumes).
+        pending: History rows not yet appended to ``history.csv``.
+    """
+
+    run_dir: Path
+    data_dir: Path
+    manifest: dict
+    preset: Preset
+    options: dict
+    spec: models.ModelSpec
+    gan: ProgressiveGAN
+    strategy: tf.distribute.Strategy
+    schedule: list
+    global_step: int
+    start: float
+    pending: list = dataclasses.field(default_factory=list)
+
+    @property
+    def history_path(self) -> Path:
+        return self.run_dir / "history.csv"
+
+    @property
+    def total_steps(self) -> int:
+        return self.schedule[-1].end_step
+
+    def flush_history(self) -> None:
+        """Append the pending rows to ``history.csv`` (fsynced)."""
+        _append_history(self.history_path, self.pending)
+        self.pending.clear()
+
+
+def _write_run_config(run: TrainingRun) -> None:
+    options, manifest = run.options, run.manifest
+    files.write_json(run.run_dir / "config.json", {
+        "preset": dataclasses.asdict(run.preset), "model_spec": run.spec.to_dict(),
+        "loss": options["loss"], "activation": options["activation"],
+        "conditional": options["conditional"], "seed": options["seed"],
+        "critic_output": options["critic_output"], "data_dir": str(run.data_dir),
+        "strategy_replicas": run.strategy.num_replicas_in_sync,
+        "dataset": {k: manifest.get(k) for k in ("sample_rate", "clip_samples",
+                                                 "num_scales", "class_names", "splits")},
+        "schedule": [dataclasses.asdict(p) for p in run.schedule],
+    })
+
+
+def prepare_run(data_dir, run_dir, preset=None, resume=False, loss=None, activation=None,
+                conditional=None, seed=None, strategy=None, overrides=None,
+                critic_output=None) -> TrainingRun:
+    """Check the options, build the GAN, and start a run folder or restore one.
+
+    A new run gets ``config.json``, an empty ``history.csv`` and a step-0
+    checkpoint; a resumed run is restored from its newest intact checkpoint
+    (temporary files of writes cut short by a kill removed, history cut back
+    to the checkpoint's step). Arguments as :func:`train`.
+
+    Returns:
+        The :class:`TrainingRun` that :func:`run_phases` continues.
+
+    Raises:
+        RunError: Bad data folder, run folder, options or preset.
+    """
+    run_dir, data_dir = Path(run_dir), Path(data_dir)
+    manifest = _read_dataset_manifest(data_dir)
+    checkpoint = _check_run_folder(run_dir, resume)
+    options = _resolve_options(run_dir, resume, preset, loss, activation, conditional, seed,
+                               critic_output)
+    preset = options.pop("preset")
+    if overrides:
+        if resume:
+            raise RunError("overrides apply to new runs only; a resumed run keeps its preset")
+        preset = preset.replace(**overrides)
+    _check_preset(preset, options, manifest, data_dir)
+    strategy = strategy or tf.distribute.get_strategy()
+    schedule = make_schedule(preset, int(manifest["num_scales"]))
+    _check_batches(schedule, manifest, data_dir, strategy.num_replicas_in_sync)
+    spec = model_spec_for(preset, manifest, options["activation"], options["conditional"],
+                          options["critic_output"])
+    gan = build_gan(spec, preset, options["loss"], options["seed"], strategy)
+    run = TrainingRun(run_dir, data_dir, manifest, preset, options, spec, gan, strategy,
+                      schedule, global_step=0, start=time.monotonic())
+    if resume:
+        # Temporary files of writes cut short by a kill: never the real thing.
+        for folder in (run_dir, run_dir / "checkpoints"):
+            for stale in [*folder.glob(".*.tmp"), *folder.glob(".*.tmp.keras")]:
+                stale.unlink()
+        meta = load_checkpoint(gan, checkpoint)
+        run.global_step = int(meta["global_step"])
+        run.start = time.monotonic() - float(meta["elapsed_s"])
+        _truncate_history(run.history_path, run.global_step)
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_run_config(run)
+        _start_history(run.history_path)
+        save_checkpoint(gan, run_dir / "checkpoints" / f"ckpt-{0:08d}.npz",
+                        {"global_step": 0, "elapsed_s": 0.0, "scale": 0, "alpha": 1.0})
+    return run
+
+
+# ---------------------------------------------------------------------------
+# Hooks: the side work of a run
+# ---------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class StepRecord:
+    """What one optimiser step did (what :meth:`TrainingHook.after_step` receives).
+
+    Attributes:
+        phase: Its :class:`Phase`.
+        index: Step index within the phase (0-based).
+        alpha: Fade-in weight used.
+        values: The step's scalars (:data:`METRIC_NAMES`) as floats.
+        phase_end: True for the phase's last step.
+        stopping: True when a hook asked the run to stop after this step.
+    """
+
+    phase: Phase
+    index: int
+    alpha: float
+    values: dict
+    phase_end: bool
+    stopping: bool = False
+
+
+class TrainingHook:
+    """Side work of a run, called by :func:`run_phases` (``keras.callbacks.Callback``'s role).
+
+    After every step the loop first asks every hook's :meth:`stop_reason`, then
+    calls every hook's :meth:`after_step` in order (with ``step.stopping`` set),
+    then stops if any hook asked. Subclass and override what you need.
+    """
+
+    def stop_reason(self, run: TrainingRun, step: Optional[StepRecord]) -> Optional[str]:
+        """None to go on; else a message ("" for none) and the run stops after this step.
+
+        Called with ``step=None`` before each phase's first step (a resumed run
+        may already be at its limit).
+        """
+        return None
+
+    def after_step(self, run: TrainingRun, step: StepRecord) -> None:
+        """Side work after a step (logs, samples, checkpoints)."""
+
+    def close(self, run: TrainingRun) -> None:
+        """Called once when the loop ends, normally or by an exception."""
+
+
+class LogHook(TrainingHook):
+    """Running means to TensorBoard (``tb/``) and history rows to disk every ``log_every`` steps."""
+
+    def __init__(self, run: TrainingRun, bar=None):
+        self.writer = tf.summary.create_file_writer(str(run.run_dir / "tb"))
+        self.bar = bar
+        self.tick, self.tick_step = time.monotonic(), run.global_step
+
+    def after_step(self, run, step):
+        if run.global_step % run.preset.log_every and not step.phase_end:
+            return
+        now = time.monotonic()
+        with self.writer.as_default():
+            for metric in run.gan.metrics:
+                tf.summary.scalar(f"train/{metric.name}", metric.result(), step=run.global_step)
+            tf.summary.scalar("train/alpha", step.alpha, step=run.global_step)
+            tf.summary.scalar("train/scale", step.phase.scale, step=run.global_step)
+            tf.summary.scalar("train/steps_per_s", (run.global_step - self.tick_step)
+                              / max(now - self.tick, 1e-9), step=run.global_step)
+        self.tick, self.tick_step = now, run.global_step
+        if self.bar is not None:
+            values = step.values
+            self.bar.set_postfix(scale=step.phase.scale, alpha=f"{step.alpha:.2f}",
+                                 d=f"{values['d_loss']:.3g}", g=f"{values['g_loss']:.3g}",
+                                 delta=f"{values['delta']:.3g}")
+        run.gan.reset_metrics()
+        run.flush_history()
+
+    def close(self, run):
+        self.writer.flush()
+
+
+class SamplesHook(TrainingHook):
+    """WAV samples and TensorBoard audio of fixed latents at each phase end (and every
+    ``sample_every`` steps); ``generator.keras`` and ``run_state.json`` at each phase end."""
+
+    def __init__(self, run: TrainingRun, writer):
+        self.writer = writer
+        self.fixed_z = np.random.default_rng(run.options["seed"] + 7).standard_normal(
+            (run.preset.num_samples, run.spec.latent_dim)).astype(np.float32)
+
+    def after_step(self, run, step):
+        every = run.preset.sample_every
+        if step.phase_end or (every and run.global_step % every == 0):
+            _write_samples(run.gan, run.run_dir, self.writer, step.phase, run.global_step,
+                           int(run.manifest["sample_rate"]), run.spec.num_scales,
+                           self.fixed_z, run.spec.num_classes)
+        if step.phase_end:
+            _save_generator(run.gan, run.run_dir, step.phase, run.global_step)
+
+
+class CheckpointHook(TrainingHook):
+    """A checkpoint every ``checkpoint_every`` steps, at each phase end and when stopping."""
+
+    def __init__(self, keep: Optional[int] = _KEEP_CHECKPOINTS):
+        self.keep = keep
+
+    def after_step(self, run, step):
+        if not (step.phase_end or step.stopping
+                or run.global_step % run.preset.checkpoint_every == 0):
+            return
+        run.flush_history()
+        save_checkpoint(run.gan, run.run_dir / "checkpoints" / f"ckpt-{run.global_step:08d}.npz",
+                        {"global_step": run.global_step, "elapsed_s": time.monotonic() - run.start,
+                         "scale": step.phase.scale, "phase": step.phase.index,
+                         "alpha": step.alpha})
+        if self.keep is not None:
+            _prune_checkpoints(run.run_dir, self.keep)
+
+
+class PhaseEndHook(TrainingHook):
+    """``callback(run_dir, phase)`` after each phase's checkpoint (``train(on_phase_end=...)``);
+    the phase is recorded as done so that a resume redoes only a call that a kill cut short."""
+
+    def __init__(self, callback):
+        self.callback = callback
+
+    def after_step(self, run, step):
+        if step.phase_end:
+            self.callback(run.run_dir, step.phase)
+            files.write_json(run.run_dir / _HOOK_STATE, {"phase_end_done": step.phase.index})
+
+
+class StepLimitHook(TrainingHook):
+    """Stop (silently, with a checkpoint) once the global step reaches ``max_steps``."""
+
+    def __init__(self, max_steps: int):
+        self.max_steps = int(max_steps)
+
+    def stop_reason(self, run, step):
+        return "" if run.global_step >= self.max_steps else None
+
+
+class DeadlineHook(TrainingHook):
+    """Stop (with a checkpoint and one line) after ``max_minutes`` of this process's training."""
+
+    def __init__(self, max_minutes: float):
+        self.max_minutes = float(max_minutes)
+        self.deadline = time.monotonic() + 60.0 * self.max_minutes
+
+    def stop_reason(self, run, step):
+        if step is None or time.monotonic() <= self.deadline:
+            return None
+        return (f"stopped after {self.max_minutes:g} minutes at step {run.global_step} of "
+                f"{run.total_steps}; continue with resume=True (--resume)")
+
+
+class StepCallbackHook(TrainingHook):
+    """``callback(gan, phase, global_step)`` after every step; True stops the run
+    (``train(on_step=...)``, e.g. ``pggan study``'s quality measurements)."""
+
+    def __init__(self, callback):
+        self.callback = callback
+
+    def stop_reason(self, run, step):
+        if step is None:
+            return None
+        return "" if self.callback(run.gan, step.phase, run.global_step) else None
+
+
+class ProgressHook(TrainingHook):
+    """A tqdm bar over the run's steps."""
+
+    def __init__(self, run: TrainingRun, enabled: bool = True):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=run.total_steps, initial=run.global_step, unit="step",
+                        disable=not enabled, dynamic_ncols=True)
+
+    def after_step(self, run, step):
+        self.bar.update(1)
+
+    def close(self, run):
+        self.bar.close()
+
+
+def default_hooks(run: TrainingRun, progress=True, max_minutes=None, max_steps=None,
+                  keep_checkpoints=_KEEP_CHECKPOINTS, on_step=None,
+                  on_phase_end=None) -> list[TrainingHook]:
+    """The hooks of :func:`train`, in the order they run after a step.
+
+    Returns:
+        Limits first (asked before the side work), then progress, logs,
+        samples, checkpoint, and the phase-end callback (after the checkpoint,
+        so that it sees the phase's saved generator).
+    """
+    hooks = []
+    if max_steps is not None:
+        hooks.append(StepLimitHook(max_steps))
+    if max_minutes is not None:
+        hooks.append(DeadlineHook(max_minutes))
+    if on_step is not None:
+        hooks.append(StepCallbackHook(on_step))
+    bar = ProgressHook(run, progress)
+    log = LogHook(run, bar.bar)
+    hooks += [bar, log, SamplesHook(run, log.writer), CheckpointHook(keep_checkpoints)]
+    if on_phase_end is not None:
+        hooks.append(PhaseEndHook(on_phase_end))
+    return hooks
+
+
+# ---------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------
+
+def _stop_messages(hooks, run, step):
+    reasons = [hook.stop_reason(run, step) for hook in hooks]
+    return [reason for reason in reasons if reason is not None]
+
+
+def _guarded_metrics(preset: Preset) -> list:
+    # Under float16 loss scaling, an infinite gradient is expected now and then:
+    # the LossScaleOptimizer skips that update and lowers the scale.
+    return [k for k in METRIC_NAMES
+            if preset.mixed_precision != "mixed_float16" or not k.endswith("grad_norm")]
+
+
+def _take_step(run: TrainingRun, phase: Phase, index: int, step_fn, batches, guarded):
+    alpha = fade_alpha(phase, index)
+    run.gan.set_alpha(alpha)
+    real, labels = next(batches)
+    values = {k: float(v) for k, v in step_fn(real, labels).items()}
+    run.global_step += 1
+    run.pending.append(dict(step=run.global_step, phase=phase.index, scale=phase.scale,
+                            alpha=alpha, **values,
+                            elapsed_s=round(time.monotonic() - run.start, 3)))
+    if not all(math.isfinite(values[k]) for k in guarded):
+        run.flush_history()
+        raise TrainingDiverged(run.global_step, phase.scale, phase.index, values,
+                               read_history(run.run_dir))
+    return StepRecord(phase, index, alpha, values, phase_end=index == phase.steps - 1)
+
+
+def run_phases(run: TrainingRun, hooks: Sequence[TrainingHook]) -> bool:
+    """Train the remaining steps of ``run``'s schedule, calling ``hooks`` after each step.
+
+    Args:
+        run: From :func:`prepare_run`.
+        hooks: :class:`TrainingHook` objects (:func:`default_hooks`).
+
+    Returns:
+        True when the schedule is finished, False when a hook stopped the run.
+    """
+    step_functions = {}  # (scale, batch): a fade and a stable phase share one trace
+    guarded = _guarded_metrics(run.preset)
+    try:
+        for phase in run.schedule:
+            if phase.end_step <= run.global_step:
+                continue
+            if _stop_messages(hooks, run, None):
+                return False
+            run.gan.set_scale(phase.scale)
+            key = (phase.scale, phase.batch_size)
+            if key not in step_functions:
+                step_functions[key] = make_step_function(run.gan, run.strategy,
+                                                         phase.batch_size, run.preset.jit_compile)
+            first = run.global_step - phase.start_step
+            batches = iter(_phase_batches(run.data_dir, run.preset, phase,
+                                          run.options["seed"], first))
+            for index in range(first, phase.steps):
+                step = _take_step(run, phase, index, step_functions[key], batches, guarded)
+                messages = _stop_messages(hooks, run, step)
+                step.stopping = bool(messages)
+                for hook in hooks:
+                    hook.after_step(run, step)
+                if messages:
+                    for message in filter(None, messages):
+                        # A planned stop, not a problem: one plain line, no warning machinery.
+                        print(message, file=sys.stderr, flush=True)
+                    return False
+        return True
+    finally:
+        for hook in hooks:
+            hook.close(run)
+
+
 def train(data_dir, run_dir, preset=None, resume=False, loss=None, activation=None,
           conditional=None, seed=None, max_minutes=None, max_steps=None, strategy=None,
           overrides=None, progress=True, critic_output=None,
@@ -963,6 +1432,11 @@ def train(data_dir, run_dir, preset=None, resume=False, loss=None, activation=No
             ``max_steps``; resume continues). For side work such as measuring
             quality during a run (``pggan study``).
 
+    The loop (:func:`run_phases`) only steps; the side work is done by
+    :class:`TrainingHook` objects (:func:`default_hooks`: history and
+    TensorBoard, samples, checkpoints, step and time limits, the callbacks), so
+    a new side task is a new hook, not an edit of the loop.
+
     Returns:
         The run's history (:func:`read_history`): dict of columns, one entry per
         step since the run began, across resumes.
@@ -973,190 +1447,15 @@ def train(data_dir, run_dir, preset=None, resume=False, loss=None, activation=No
 
     Notebook: chapters/03_progressive_model.ipynb
     """
-    from tqdm.auto import tqdm
-
-    run_dir, data_dir = Path(run_dir), Path(data_dir)
-    manifest = _read_dataset_manifest(data_dir)
-    checkpoint = None
+    run = prepare_run(data_dir, run_dir, preset, resume, loss, activation, conditional, seed,
+                      strategy, overrides, critic_output)
     if resume:
-        if not (run_dir / "config.json").is_file():
-            raise RunError(f"{run_dir}: not a run folder (no config.json); start a new run "
-                           f"without resume=True (--resume)")
-        checkpoint = latest_checkpoint(run_dir)
-        if checkpoint is None:
-            raise RunError(f"{run_dir}: no checkpoint in {run_dir / 'checkpoints'} to resume "
-                           f"from; start a new run without resume=True (--resume) in a new "
-                           f"folder")
-    elif run_dir.exists() and any(run_dir.iterdir()):
-        raise RunError(f"{run_dir} already exists; pass resume=True (--resume) to continue "
-                       f"that run, or give a new folder")
-    options = _resolve_options(run_dir, resume, preset, loss, activation, conditional, seed,
-                               critic_output)
-    preset = options["preset"]
-    if overrides:
-        if resume:
-            raise RunError("overrides apply to new runs only; a resumed run keeps its preset")
-        preset = options["preset"] = preset.replace(**overrides)
-    if preset.data not in DATA_MODES:
-        raise RunError(f"preset field data={preset.data!r}: choose one of {DATA_MODES}")
-    try:
-        layers.check_augment(preset.augment)
-    except ValueError as error:
-        raise RunError(f"preset field augment: {error}") from None
-    if options["loss"] not in losses.LOSS_NAMES:
-        raise RunError(f"unknown loss {options['loss']!r}; choose one of {losses.LOSS_NAMES}")
-
-    clip_samples, num_scales = int(manifest["clip_samples"]), int(manifest["num_scales"])
-    if preset.min_clip_samples > clip_samples:
-        raise RunError(
-            f"preset {preset.name!r} needs clips of at least {preset.min_clip_samples} samples "
-            f"at the finest scale; {data_dir} has {clip_samples}. Rebuild it with "
-            f"`pggan dataset SOURCE OUT --clip-samples {preset.min_clip_samples}`")
-    if options["conditional"] and len(manifest["class_names"]) < 2:
-        raise RunError(f"{data_dir}: conditional training needs at least 2 classes, the "
-                       f"dataset has {manifest['class_names']}")
-    strategy = strategy or tf.distribute.get_strategy()
-    replicas = strategy.num_replicas_in_sync
-    schedule = make_schedule(preset, num_scales)
-    train_clips = int(manifest["splits"]["train"]["num_clips"])
-    for phase in schedule:
-        if phase.batch_size > train_clips:
-            raise RunError(f"{data_dir}: batch size {phase.batch_size} (scale {phase.scale}) is "
-                           f"larger than the {train_clips} training clips")
-        if phase.batch_size % replicas:
-            raise RunError(f"batch size {phase.batch_size} (scale {phase.scale}) is not "
-                           f"divisible by the {replicas} replicas of the strategy")
-
-    spec = model_spec_for(preset, manifest, options["activation"], options["conditional"],
-                          options["critic_output"])
-    gan = build_gan(spec, preset, options["loss"], options["seed"], strategy)
-    sample_rate = int(manifest["sample_rate"])
-    history_path = run_dir / "history.csv"
-
-    if resume:
-        # Temporary files of writes cut short by a kill: never the real thing.
-        for folder in (run_dir, run_dir / "checkpoints"):
-            for stale in [*folder.glob(".*.tmp"), *folder.glob(".*.tmp.keras")]:
-                stale.unlink()
-        meta = load_checkpoint(gan, checkpoint)
-        global_step, elapsed = int(meta["global_step"]), float(meta["elapsed_s"])
-        _truncate_history(history_path, global_step)
-        _finish_phase_hook(run_dir, schedule, global_step, on_phase_end)
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        files.write_json(run_dir / "config.json", {
-            "preset": dataclasses.asdict(preset), "model_spec": spec.to_dict(),
-            "loss": options["loss"], "activation": options["activation"],
-            "conditional": options["conditional"], "seed": options["seed"],
-            "critic_output": options["critic_output"], "data_dir": str(data_dir), "strategy_replicas": replicas,
-            "dataset": {k: manifest.get(k) for k in ("sample_rate", "clip_samples",
-                                                     "num_scales", "class_names", "splits")},
-            "schedule": [dataclasses.asdict(p) for p in schedule],
-        })
-        _start_history(history_path)
-        global_step, elapsed = 0, 0.0
-        save_checkpoint(gan, run_dir / "checkpoints" / f"ckpt-{0:08d}.npz",
-                        {"global_step": 0, "elapsed_s": 0.0, "scale": 0, "alpha": 1.0})
-
-    total_steps = schedule[-1].end_step
-    fixed_z = np.random.default_rng(options["seed"] + 7).standard_normal(
-        (preset.num_samples, spec.latent_dim)).astype(np.float32)
-    writer = tf.summary.create_file_writer(str(run_dir / "tb"))
-    bar = tqdm(total=total_steps, initial=global_step, unit="step", disable=not progress,
-               dynamic_ncols=True)
-    start = time.monotonic() - elapsed
-    deadline = None if max_minutes is None else time.monotonic() + 60.0 * max_minutes
-    pending = []
-    step_functions = {}  # (scale, batch): a fade and a stable phase share one trace
-    # Under float16 loss scaling, an infinite gradient is expected now and then:
-    # the LossScaleOptimizer skips that update and lowers the scale.
-    guarded = [k for k in METRIC_NAMES
-               if preset.mixed_precision != "mixed_float16" or not k.endswith("grad_norm")]
-
-    def checkpoint_now(phase, alpha):
-        _append_history(history_path, pending)
-        pending.clear()
-        save_checkpoint(gan, run_dir / "checkpoints" / f"ckpt-{global_step:08d}.npz",
-                        {"global_step": global_step, "elapsed_s": time.monotonic() - start,
-                         "scale": phase.scale, "phase": phase.index, "alpha": alpha})
-        if keep_checkpoints is not None:
-            _prune_checkpoints(run_dir, keep_checkpoints)
-
-    try:
-        for phase in schedule:
-            if max_steps is not None and global_step >= max_steps:
-                break
-            if phase.end_step <= global_step:
-                continue
-            first = global_step - phase.start_step
-            gan.set_scale(phase.scale)
-            key = (phase.scale, phase.batch_size)
-            if key not in step_functions:
-                step_functions[key] = make_step_function(gan, strategy, phase.batch_size,
-                                                          preset.jit_compile)
-            step_fn = step_functions[key]
-            batches = iter(_phase_batches(data_dir, preset, phase, options["seed"], first))
-            tick, tick_step = time.monotonic(), global_step
-            for i in range(first, phase.steps):
-                alpha = fade_alpha(phase, i)
-                gan.set_alpha(alpha)
-                real, labels = next(batches)
-                values = {k: float(v) for k, v in step_fn(real, labels).items()}
-                global_step += 1
-                pending.append(dict(step=global_step, phase=phase.index, scale=phase.scale,
-                                    alpha=alpha, **values,
-                                    elapsed_s=round(time.monotonic() - start, 3)))
-                if not all(math.isfinite(values[k]) for k in guarded):
-                    _append_history(history_path, pending)
-                    pending.clear()
-                    raise TrainingDiverged(global_step, phase.scale, phase.index, values,
-                                           read_history(run_dir))
-                bar.update(1)
-                phase_end = i == phase.steps - 1
-                if global_step % preset.log_every == 0 or phase_end:
-                    now = time.monotonic()
-                    with writer.as_default():
-                        for metric in gan.metrics:
-                            tf.summary.scalar(f"train/{metric.name}", metric.result(),
-                                              step=global_step)
-                        tf.summary.scalar("train/alpha", alpha, step=global_step)
-                        tf.summary.scalar("train/scale", phase.scale, step=global_step)
-                        tf.summary.scalar("train/steps_per_s",
-                                          (global_step - tick_step) / max(now - tick, 1e-9),
-                                          step=global_step)
-                    tick, tick_step = now, global_step
-                    bar.set_postfix(scale=phase.scale, alpha=f"{alpha:.2f}",
-                                    d=f"{values['d_loss']:.3g}", g=f"{values['g_loss']:.3g}",
-                                    delta=f"{values['delta']:.3g}")
-                    gan.reset_metrics()
-                    _append_history(history_path, pending)
-                    pending.clear()
-                if phase_end or (preset.sample_every and global_step % preset.sample_every == 0):
-                    _write_samples(gan, run_dir, writer, phase, global_step, sample_rate,
-                                   num_scales, fixed_z, spec.num_classes)
-                if phase_end:
-                    _save_generator(gan, run_dir, phase, global_step)
-                out_of_time = deadline is not None and time.monotonic() > deadline
-                stop_here = ((max_steps is not None and global_step >= max_steps)
-                             or (on_step is not None and bool(on_step(gan, phase, global_step))))
-                if (phase_end or global_step % preset.checkpoint_every == 0 or out_of_time
-                        or stop_here):
-                    checkpoint_now(phase, alpha)
-                if phase_end and on_phase_end is not None:
-                    on_phase_end(run_dir, phase)
-                    files.write_json(run_dir / _HOOK_STATE, {"phase_end_done": phase.index})
-                if stop_here:
-                    return read_history(run_dir)
-                if out_of_time:
-                    # A planned stop, not a problem: one plain line, no warning machinery.
-                    print(f"stopped after {max_minutes:g} minutes at step {global_step} of "
-                          f"{total_steps}; continue with resume=True (--resume)",
-                          file=sys.stderr, flush=True)
-                    return read_history(run_dir)
-    finally:
-        bar.close()
-        writer.flush()
-    return read_history(run_dir)
+        _finish_phase_hook(run.run_dir, run.schedule, run.global_step, on_phase_end)
+    hooks = default_hooks(run, progress=progress, max_minutes=max_minutes, max_steps=max_steps,
+                          keep_checkpoints=keep_checkpoints, on_step=on_step,
+                          on_phase_end=on_phase_end)
+    run_phases(run, hooks)
+    return read_history(run.run_dir)
 
 
 def _start_history(path):

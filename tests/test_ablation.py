@@ -223,6 +223,7 @@ def test_verdicts_on_constructed_results():
                                       deltas=(1, 2, 3 + seed), distances=(30, 20, 10 - seed),
                                       widened=(0.0, 1.0)))
     verdicts = {v["claim"]: v for v in ablation.compute_verdicts(runs)}
+    assert list(verdicts) == list(ablation.CLAIM_RULES)   # every claim has its printed rule
     assert verdicts["a"]["verdict"] == "partly"
     assert verdicts["c"]["verdict"] == "not reproduced"
     assert verdicts["d"]["verdict"] == "not reproduced"
