@@ -1067,14 +1067,15 @@ def _flatness_text(metrics: dict[str, Any]) -> str:
 def format_metrics_table(metrics: dict[str, Any]) -> str:
     """A plain-text table of :func:`evaluate_run`'s result, one row per scale and source.
 
-    Columns: scale, rate, classifier accuracy, source (real test / ema / raw),
-    IS (and IS / C), Fréchet distance to train, NDB/K, median nearest-neighbour
-    distance to train, median spectral flatness (tonality: lower is more tonal).
+    Columns: scale, rate, classifier accuracy, source (``real``: the real test
+    clips; ``ema`` / ``raw``: the generator's), IS (and IS / C), Fréchet distance
+    to train, NDB/K, median nearest-neighbour distance to train, median
+    spectral flatness (tonality: lower is more tonal). At most 76 characters wide.
 
     Notebook: chapters/06_evaluation.ipynb
     """
     num_classes = len(metrics["class_names"])
-    header = (f"{'scale':>5} {'rate':>6} {'acc':>5} {'source':>9} {'IS':>12} {'IS/C':>5} "
+    header = (f"{'scale':>5} {'rate':>5} {'acc':>5} {'source':>6} {'IS':>12} {'IS/C':>5} "
               f"{'FD':>8} {'NDB/K':>6} {'NN med':>7} {'flat':>6}")
     lines = [header, "-" * len(header)]
     for scale, entry in metrics["scales"].items():
@@ -1083,15 +1084,15 @@ def format_metrics_table(metrics: dict[str, Any]) -> str:
             if source not in entry:
                 continue
             m = entry[source]
-            prefix = (f"{scale:>5} {entry['sample_rate']:>6g} "
-                      f"{entry['classifier_test_accuracy']:>5.2f}" if first else " " * 18)
-            label = "real test" if source == "real" else source
-            lines.append(f"{prefix} {label:>9} {m['inception_score']:>6.2f}±"
+            prefix = (f"{scale:>5} {entry['sample_rate']:>5g} "
+                      f"{entry['classifier_test_accuracy']:>5.2f}" if first else " " * 17)
+            lines.append(f"{prefix} {source:>6} {m['inception_score']:>6.2f}±"
                          f"{m['inception_score_std']:<5.2f} "
                          f"{m['inception_score'] / num_classes:>5.2f} "
                          f"{m['frechet_distance']:>8.3g} {m['ndb_over_k']:>6.2f} "
                          f"{m['nn_median']:>7.3f} {_flatness_text(m):>6}")
             first = False
+    lines.append("real: the real test clips; ema / raw: generated, EMA / raw weights")
     return "\n".join(lines)
 
 

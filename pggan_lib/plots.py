@@ -123,7 +123,7 @@ def plot_waveforms(clips: np.ndarray, sample_rate: int, labels: Sequence[str] | 
     Returns:
         The list of axes.
 
-    Notebook: chapters/03_progressive_model.ipynb
+    Notebook: chapters/05_training_on_gpu.ipynb
     """
     clips = np.asarray(clips).reshape(len(clips), -1)
     if axes is None:
@@ -179,22 +179,25 @@ def plot_real_vs_generated(real: np.ndarray, generated: np.ndarray, sample_rate:
         title: Figure title.
 
     Returns:
-        The figure: ``count`` rows, columns real waveform, real spectrogram,
-        generated waveform, generated spectrogram.
+        The figure, 7.5 inches wide: two rows per clip (real, then generated),
+        columns waveform and spectrogram; ``fig.axes`` holds, per clip, real
+        waveform, real spectrogram, generated waveform, generated spectrogram.
 
     Notebook: chapters/03_progressive_model.ipynb
     """
     count = min(count, len(real), len(generated))
-    fig, axes = plt.subplots(count, 4, figsize=(13, 1.8 * count), squeeze=False)
+    fig, axes = plt.subplots(2 * count, 2, figsize=(7.5, 1.7 * 2 * count), squeeze=False)
+    axes = axes.reshape(count, 4)
     for row in range(count):
         for column, (clips, name, colour) in enumerate(
                 [(real, "real", "tab:blue"), (generated, "generated", "tab:orange")]):
             clip = np.asarray(clips[row]).reshape(-1)
             plot_waveforms(clip[None], sample_rate, axes=[axes[row, 2 * column]], colour=colour)
             plot_spectrogram(clip, sample_rate, ax=axes[row, 2 * column + 1])
-            if row == 0:
-                axes[row, 2 * column].set_title(f"{name}: waveform", fontsize=9)
-                axes[row, 2 * column + 1].set_title(f"{name}: spectrogram", fontsize=9)
+            axes[row, 2 * column].set_title(f"{name} {row}: waveform", fontsize=9)
+            axes[row, 2 * column + 1].set_title(f"{name} {row}: spectrogram", fontsize=9)
+    for ax in fig.axes[:-2]:  # one time axis label, under the last row
+        ax.set_xlabel("")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -252,7 +255,7 @@ def shade_phases(ax: plt.Axes, schedule: Sequence[Any], scale: int | None = None
 
 
 def plot_run_curves(history: Mapping[str, Sequence[float]], schedule: Sequence[Any],
-                    scales: Sequence[int] | None = None, smooth: int = 1, columns: int = 4,
+                    scales: Sequence[int] | None = None, smooth: int = 1, columns: int = 2,
                     title: str | None = None) -> plt.Figure:
     """The report's critic curves of a progressive run, one panel per scale, phases shaded.
 
@@ -263,12 +266,13 @@ def plot_run_curves(history: Mapping[str, Sequence[float]], schedule: Sequence[A
         schedule: The run's phases (see :func:`shade_phases`).
         scales: Scales to draw (default: every scale present in the history).
         smooth: Moving-average window (within each scale).
-        columns: Panels per row.
+        columns: Panels per row (2: a 7.2-inch-wide figure, more rows).
         title: Figure title.
 
     Returns:
         The figure: one panel per scale (unused panels switched off), x axis
-        the global step, fade phases shaded purple and stable phases grey.
+        the global step, fade phases shaded purple and stable phases grey; the
+        legend sits in the first unused panel (else in the first panel).
 
     Notebook: chapters/03_progressive_model.ipynb
     """
@@ -291,10 +295,17 @@ def plot_run_curves(history: Mapping[str, Sequence[float]], schedule: Sequence[A
         plot_critic_outputs(step[mask], d_real[mask], d_fake[mask], smooth=smooth, ax=ax,
                             title=f"scale {k}")
         shade_phases(ax, schedule, scale=k, max_step=last_step)
-        if index:
-            ax.get_legend().remove()
-        else:
-            ax.legend(loc="best", fontsize=7)
+        ax.get_legend().remove()
+    legend = {}                        # label -> handle, over every panel
+    for ax in axes.flat[:len(scales)]:
+        for handle, text in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(text, handle)
+    handles, labels = list(legend.values()), list(legend)
+    spare = axes.flat[len(scales)] if axes.size > len(scales) else None
+    if spare is not None:
+        spare.legend(handles, labels, loc="center", fontsize=9)
+    else:
+        axes.flat[0].legend(handles, labels, loc="best", fontsize=9)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -319,8 +330,9 @@ def plot_metrics_per_scale(entries: Mapping[Any, Mapping[str, Any]], num_classes
         title: Figure title.
 
     Returns:
-        The figure: three panels (IS with its std as error bars, Fréchet
-        distance on a log axis, NDB/K), x axis the scale.
+        The figure, 8 inches wide: three panels in a 2 x 2 grid (IS with its
+        std as error bars, Fréchet distance on a log axis, NDB/K; the fourth
+        cell holds the legend), x axis the scale.
 
     Notebook: chapters/06_evaluation.ipynb
     """
@@ -329,7 +341,8 @@ def plot_metrics_per_scale(entries: Mapping[Any, Mapping[str, Any]], num_classes
     styles = {"real": ("o-", "tab:blue", "real test clips"),
               "ema": ("s--", "tab:orange", "generated (EMA)"),
               "raw": ("^:", "tab:red", "generated (raw)")}
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig, grid = plt.subplots(2, 2, figsize=(8, 6))
+    axes, legend_ax = grid.ravel()[:3], grid.ravel()[3]
     for source in sources:
         present = [k for k in scales if source in by_scale[k]]
         if not present:
@@ -353,7 +366,8 @@ def plot_metrics_per_scale(entries: Mapping[Any, Mapping[str, Any]], num_classes
     for ax in axes:
         ax.set(xlabel="scale")
         ax.set_xticks(scales)
-        ax.legend(fontsize=8)
+    legend_ax.axis("off")
+    legend_ax.legend(*axes[0].get_legend_handles_labels(), loc="center", fontsize=10)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -400,7 +414,7 @@ def plot_study_curves(runs: Sequence[Mapping[str, Any]], metric: str = "frechet_
     ax.set_yscale("log")
     ax.set_xlabel("training CPU-seconds")
     ax.set_ylabel(f"{metric.replace('_', ' ')} ({source})")
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=9, ncol=2)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     return fig

@@ -403,8 +403,8 @@ def format_benchmark(result: dict) -> str:
                      f"{row['model_gflops_per_s']:8.1f} "
                      f"{row['fraction_of_matmul']:9.1%} {row['memory_mb']:9.0f}")
     if result["scales"]:
-        lines.append(f"memory: {result['scales'][0]['memory_kind']}, peak RSS "
-                     f"{result['peak_rss_mb']:.0f} MB")
+        lines.append(f"memory MB: {result['scales'][0]['memory_kind']}")
+    lines.append(f"process peak RSS at the end: {result['peak_rss_mb']:.0f} MB")
     generation = result["generation"]
     lines.append(f"finest-scale generator, batch {generation['batch']}: "
                  f"{generation['ms_per_batch']:.1f} ms per batch = "

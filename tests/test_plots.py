@@ -123,7 +123,8 @@ def test_metrics_per_scale_plots_each_source_value_per_scale():
                "2": {"real": metric(3.5, 3.0, 0.2), "ema": metric(2.0, 20.0, 0.6)},
                "1": {"real": metric(3.2, 2.5, 0.1)}}
     fig = plots.plot_metrics_per_scale(entries, num_classes=5, target_ratio=0.7)
-    is_ax, fd_ax, ndb_ax = fig.axes
+    is_ax, fd_ax, ndb_ax = fig.axes[:3]   # the fourth cell holds the legend
+    assert fig.get_size_inches()[0] <= 8
     fd = {line.get_label(): line for line in fd_ax.get_lines()}
     np.testing.assert_allclose(fd["real test clips"].get_xdata(), [0, 1, 2])
     np.testing.assert_allclose(fd["generated (EMA)"].get_xdata(), [0, 2])
