@@ -577,6 +577,10 @@ def _add_study_parser(subparsers) -> None:
                         help="first scoring point; then doubling (default 30)")
     parser.add_argument("--arms", nargs="*", default=None,
                         help="only these arm names (default: all)")
+    parser.add_argument("--growth", action="store_true",
+                        help="the growth study instead: the architecture arms trained through "
+                             "scales 0-3 on one fixed schedule, every scale scored "
+                             "(OUT/growth.json, OUT/growth/ARM_seedS.json)")
     parser.set_defaults(handler=_run_study)
 
 
@@ -588,6 +592,8 @@ def _run_study(args: argparse.Namespace) -> int:
     _import_tensorflow_quietly()
     from pggan_lib import plots, study
 
+    if args.growth:
+        return _run_growth_study(args)
     arms = _selected_arms(study.DEFAULT_ARMS, args.arms)
     command = (f"pggan study --data {shlex.quote(str(args.data))} "
                f"--out {shlex.quote(str(args.out))} --seeds {args.seeds} "
@@ -600,6 +606,20 @@ def _run_study(args: argparse.Namespace) -> int:
                                                      bbox_inches="tight")
     print(study.format_study_table(summary))
     print(f"pggan study: {len(summary['runs'])} runs in {args.out}")
+    return 0
+
+
+def _run_growth_study(args: argparse.Namespace) -> int:
+    from pggan_lib import study
+
+    arms = _selected_arms(study.GROWTH_ARMS, args.arms)
+    command = (f"pggan study --growth --data {shlex.quote(str(args.data))} "
+               f"--out {shlex.quote(str(args.out))} --seeds {args.seeds}" + _arms_flag(args.arms))
+    with _scratch_runs_dir(args.runs_dir, "pggan-growth-") as runs_dir:
+        summary = study.run_growth_study(args.data, args.out, runs_dir, arms, range(args.seeds),
+                                         command=command)
+    print(study.format_growth_table(summary))
+    print(f"pggan study --growth: {len(summary['runs'])} runs in {args.out}")
     return 0
 
 

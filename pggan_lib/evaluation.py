@@ -43,7 +43,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pggan_lib import data, files
+from pggan_lib import audio, data, files
 from pggan_lib.config import RUN_CONFIG_FIELDS
 
 __all__ = [
@@ -919,6 +919,24 @@ def _check_run_matches(run_config: dict, manifest: dict, run_dir, dataset_dir) -
                 f"config.json; evaluate with the dataset the run was trained on")
 
 
+def _finest_pyramid(run_dir, n, seed, top) -> dict[int, np.ndarray]:
+    """The EMA generator's finest-scale clips taken down every scale as the data was.
+
+    Returns:
+        ``{scale: (n, samples_at_scale)}`` for scales ``0..top``, from
+        :func:`audio.downsample2` applied ``top - scale`` times (the dataset's
+        own anti-aliasing), so a coarse scale is judged by what the finished
+        generator puts in that band, not by the scale's own output head.
+    """
+    from pggan_lib import training
+
+    clips, _, _ = training.generate_audio(run_dir, n, seed=seed, scale=top, use_ema=True)
+    levels = {top: np.asarray(clips, np.float32)}
+    for scale in range(top - 1, -1, -1):
+        levels[scale] = audio.downsample2(levels[scale + 1].T).T  # (samples, n) for soxr
+    return levels
+
+
 def evaluate_run(run_dir: str | os.PathLike, dataset_dir: str | os.PathLike,
                  n: int | None = None, use_ema: Sequence[bool] = (True, False),
                  seed: int = 0, splits: int = 10, num_bins: int = 10,
@@ -932,7 +950,10 @@ def evaluate_run(run_dir: str | os.PathLike, dataset_dir: str | os.PathLike,
     the scale's classifier; beside them the real test split's scores against
     the real train split (IS ceiling; Fréchet, NDB and nearest-neighbour
     floors). Each variant in ``use_ema`` is evaluated when the run has it
-    (the raw generator needs a checkpoint).
+    (the raw generator needs a checkpoint). ``finest`` scores, at every scale,
+    the EMA generator's *finest* clips brought down to that scale's rate the
+    way the dataset was (:func:`_finest_pyramid`): what the finished generator
+    puts in each band, whatever the coarse output heads do.
 
     Args:
         run_dir: Run folder (``pggan train``).
@@ -951,7 +972,9 @@ def evaluate_run(run_dir: str | os.PathLike, dataset_dir: str | os.PathLike,
     Returns:
         Dict with ``run``, ``dataset``, ``n``, ``seed``, ``recipe``, ``class_names`` and
         ``scales``: {"k": {"sample_rate", "classifier_test_accuracy", "real": {...},
-        "ema": {...}, "raw": {...}}} (metric dicts as in :func:`evaluate_clips`).
+        "ema": {...}, "raw": {...}, "finest": {...}}} (metric dicts as in
+        :func:`evaluate_clips`; ``finest`` when the EMA generator is evaluated
+        up to its finest trained scale).
 
     Raises:
         EvaluationError: Missing run or dataset, a dataset that does not
@@ -1002,6 +1025,9 @@ def evaluate_run(run_dir: str | os.PathLike, dataset_dir: str | os.PathLike,
               "splits": splits, "num_bins": num_bins,
               "recipe": (recipe or ClassifierRecipe()).to_dict(),
               "class_names": list(manifest["class_names"]), "scales": {}}
+    with_finest = variants.get("ema") == top
+    finest = (_finest_pyramid(run_dir, n, seed, top)
+              if with_finest and min(scales) < top else None)
     for scale in scales:
         classifier = classifiers[scale]
         train_clips = _cached_clips(dataset_dir, "train", scale, cache)[0]
@@ -1017,6 +1043,10 @@ def evaluate_run(run_dir: str | os.PathLike, dataset_dir: str | os.PathLike,
                                                   use_ema=(name == "ema"))
             entry[name] = evaluate_clips(classifier, clips, train_clips, splits, num_bins, seed,
                                          cache=feature_cache)
+        if with_finest:
+            entry["finest"] = entry["ema"] if scale == top else evaluate_clips(
+                classifier, finest[scale], train_clips, splits, num_bins, seed,
+                cache=feature_cache)
         result["scales"][str(scale)] = entry
         if progress:
             print(f"scale {scale}: evaluated {', '.join(k for k in entry if k in variants)}")
@@ -1068,7 +1098,9 @@ def format_metrics_table(metrics: dict[str, Any]) -> str:
     """A plain-text table of :func:`evaluate_run`'s result, one row per scale and source.
 
     Columns: scale, rate, classifier accuracy, source (``real``: the real test
-    clips; ``ema`` / ``raw``: the generator's), IS (and IS / C), Fréchet distance
+    clips; ``ema`` / ``raw``: the generator's at that scale; ``finest``: the EMA
+    generator's finest clips downsampled to it; the finest scale's own row is
+    ``ema``), IS (and IS / C), Fréchet distance
     to train, NDB/K, median nearest-neighbour distance to train, median
     spectral flatness (tonality: lower is more tonal). At most 76 characters wide.
 
@@ -1080,8 +1112,8 @@ def format_metrics_table(metrics: dict[str, Any]) -> str:
     lines = [header, "-" * len(header)]
     for scale, entry in metrics["scales"].items():
         first = True
-        for source in ("real", "ema", "raw"):
-            if source not in entry:
+        for source in ("real", "ema", "raw", "finest"):
+            if source not in entry or (source == "finest" and entry[source] == entry["ema"]):
                 continue
             m = entry[source]
             prefix = (f"{scale:>5} {entry['sample_rate']:>5g} "
@@ -1092,7 +1124,8 @@ def format_metrics_table(metrics: dict[str, Any]) -> str:
                          f"{m['frechet_distance']:>8.3g} {m['ndb_over_k']:>6.2f} "
                          f"{m['nn_median']:>7.3f} {_flatness_text(m):>6}")
             first = False
-    lines.append("real: the real test clips; ema / raw: generated, EMA / raw weights")
+    lines.append("real: the real test clips; ema / raw: generated, EMA / raw weights;")
+    lines.append("finest: EMA, finest scale downsampled to this one")
     return "\n".join(lines)
 
 
@@ -1110,7 +1143,8 @@ def check_targets(metrics: dict[str, Any], source: str = "ema",
 
     Args:
         metrics: ``metrics.json`` of a run.
-        source: ``"ema"`` or ``"raw"``.
+        source: ``"ema"``, ``"raw"`` or ``"finest"`` (the finished generator's
+            finest clips downsampled to each scale).
         targets: Replaces :data:`TARGETS`.
 
     Returns:

@@ -11,6 +11,17 @@ dense). While scale ``k`` fades in (PGGAN)::
     G(z) = (1 - a) * upsample(toWave_{k-1}(h_{k-1})) + a * toWave_k(block_k(h_{k-1}))
     D(x): h = (1 - a) * fromWave_{k-1}(downsample(x)) + a * block_k(fromWave_k(x))
 
+With ``ModelSpec.output_skips`` (StyleGAN2's "skip" generator) the generator's
+output is instead a sum over scales, each scale adding detail to the
+upsampled output of the scale below, and the fade only scales the new
+detail::
+
+    y_0 = toWave_0(h_0),   y_k = upsample(y_{k-1}) + a * toWave_k(h_k)
+
+so what the coarse scales learned stays in the finest output after the
+network grows past them, and a coarse scale's output is the partial sum
+``y_k`` that keeps training with the rest.
+
 with ``a`` the models' non-trainable ``fade_alpha`` variable. All scales'
 weights exist from construction, so the variable list (optimizer slots,
 checkpoints) never changes while the network "grows": ``set_scale(k)`` only
@@ -101,6 +112,8 @@ class ModelSpec:
         phase_shuffle: Critic phase-shuffle radius in samples (0 = off).
         use_pixel_norm: Pixel norm on z and after every generator conv.
         fir_taps: Taps of the anti-aliasing filter of up/downsampling.
+        output_skips: Generator output as a sum of upsampled per-scale outputs
+            (StyleGAN2's skip generator) instead of PGGAN's last-scale head.
 
     Notebook: chapters/03_progressive_model.ipynb
     """
@@ -120,6 +133,7 @@ class ModelSpec:
     phase_shuffle: int = 2
     use_pixel_norm: bool = True
     fir_taps: int = 33
+    output_skips: bool = False
 
     def __post_init__(self):
         if self.num_scales < 1:
@@ -339,6 +353,8 @@ class ProgressiveGenerator(_Progressive):
             z = ops.concatenate(
                 [z, ops.cast(self.label_embedding(ops.reshape(labels, (-1,))), z.dtype)], axis=-1)
         h = self.latent_norm(z) if self.latent_norm is not None else z
+        if self.spec.output_skips:
+            return self._call_with_skips(h)
         scale = self._scale
         for k in range(scale):
             for layer in self.blocks[k]:
@@ -360,11 +376,29 @@ class ProgressiveGenerator(_Progressive):
         # so skip computing it. alpha is a variable: decided at run time, no retrace.
         return ops.cond(ops.equal(self.fade.alpha, 1.0), lambda: new, faded)
 
+    def _call_with_skips(self, h):
+        # y_k = upsample(y_{k-1}) + a * toWave_k(h_k): the fade blends "no new
+        # detail" with "new detail", so FadeIn sees [old, old + detail].
+        y = None
+        for k in range(self._scale + 1):
+            for layer in self.blocks[k]:
+                h = layer(h)
+            detail = self.to_wave[k](h)
+            if y is None:
+                y = detail
+            else:
+                y = self.wave_upsample(y)
+                y = self.fade([y, y + detail]) if k == self._scale else y + detail
+        return self.output_activation(y)
+
     def _layers_for_scale(self, scale):
         layers = [layer for k in range(scale + 1) for layer in self.blocks[k]]
-        layers.append(self.to_wave[scale])
-        if scale > 0:
-            layers.append(self.to_wave[scale - 1])
+        if self.spec.output_skips:
+            layers += self.to_wave[:scale + 1]
+        else:
+            layers.append(self.to_wave[scale])
+            if scale > 0:
+                layers.append(self.to_wave[scale - 1])
         if self.label_embedding is not None:
             layers.append(self.label_embedding)
         return layers

@@ -39,6 +39,11 @@ __all__ = [
     "format_study_table",
     "budget_to_reach",
     "STUDY_FILE_NAME",
+    "GROWTH_ARMS",
+    "GROWTH_FILE_NAME",
+    "run_growth_arm",
+    "run_growth_study",
+    "format_growth_table",
 ]
 
 #: Summary file written by :func:`run_study`.
@@ -100,6 +105,22 @@ DEFAULT_ARMS = (
     StudyArm("new_narrow_b8", "throughput", "new, 32 channels, batch 8",
              overrides={**_NEW, "channels": (32,), "batch_sizes": (8,)}),
 )
+
+
+#: Summary file written by :func:`run_growth_study`.
+GROWTH_FILE_NAME = "growth.json"
+#: The architecture lever, trained through several scales: a single-scale study
+#: cannot show it, since the two generators differ only once the network grows.
+GROWTH_ARMS = (
+    StudyArm("pggan_head", "architecture", "PGGAN: the output is the newest scale's head",
+             overrides={"output_skips": False}),
+    StudyArm("skip", "architecture", "skip outputs: every scale's output upsampled and summed",
+             overrides={"output_skips": True}),
+)
+#: The growth study's schedule, scales 0..3 (250 Hz to 2 kHz): the reference
+#: preset's shape at about a fifth of its steps.
+GROWTH_STABLE_STEPS = (600, 300, 200, 200)
+GROWTH_FADE_STEPS = (0, 100, 100, 100)
 
 
 def evaluation_points(budget_cpu_s: float, first_cpu_s: float) -> list[float]:
@@ -376,3 +397,140 @@ def budget_to_reach(run: dict[str, Any], target_ratio: float, source: str = "ema
     budget = (float(np.exp((np.log((target_ratio - 1.0) * real) - intercept) / slope))
               if slope < 0 else None)
     return {"slope": float(slope), "cpu_s": budget, "points": len(pairs), "reached": reached}
+
+
+def run_growth_arm(data_dir, run_dir, arm: StudyArm, seed: int,
+                   stable_steps: Sequence[int] = GROWTH_STABLE_STEPS,
+                   fade_steps: Sequence[int] = GROWTH_FADE_STEPS,
+                   n: int | None = None) -> dict[str, Any]:
+    """Train one arm through several scales on a fixed schedule, then score every scale.
+
+    Both arms of a growth study take the same steps, so their training
+    CPU-seconds (``time.process_time``, evaluation excluded) are equal up to
+    the architectures' own costs, which the record states.
+
+    Args:
+        data_dir: Dataset folder.
+        run_dir: Scratch run folder (must not exist).
+        arm: The recipe.
+        seed: Seed of weights, latents and data.
+        stable_steps, fade_steps: Per-scale steps; the run grows up to scale
+            ``len(stable_steps) - 1``.
+        n: Clips per score (default: the test split's size).
+
+    Returns:
+        Dict: ``arm``, ``seed``, ``cpu_s``, ``wall_s``, ``steps``, ``top_scale``,
+        ``dataset_fingerprint`` and ``scales``: {"k": {"real", "ema", "finest"}}
+        with FD, IS, NDB/K and spectral flatness each (``ema``: the scale's own
+        output; ``finest``: the top scale's clips downsampled to scale k).
+    """
+    manifest = data.read_manifest(data_dir)
+    pad = (0,) * (int(manifest["num_scales"]) - len(stable_steps))
+    preset = get_preset(arm.preset).replace(
+        **arm.overrides, stable_steps=tuple(stable_steps) + pad,
+        fade_steps=tuple(fade_steps) + pad, checkpoint_every=_ENDLESS_STEPS, log_every=50)
+    cpu, wall = time.process_time(), time.monotonic()
+    history = training.train(data_dir, run_dir, preset=preset, seed=seed, progress=False,
+                             keep_checkpoints=1)
+    cpu, wall = time.process_time() - cpu, time.monotonic() - wall
+    metrics = evaluation.evaluate_run(run_dir, data_dir, n=n, use_ema=(True,), seed=seed,
+                                      write=False)
+    keys = ("frechet_distance", "inception_score", "ndb_over_k", "spectral_flatness")
+    scales = {k: {source: {m: entry[source][m] for m in keys}
+                  for source in ("real", "ema", "finest")}
+              for k, entry in metrics["scales"].items()}
+    return {"arm": arm.to_dict(), "seed": int(seed), "cpu_s": round(cpu, 1),
+            "wall_s": round(wall, 1), "steps": int(history["step"][-1]),
+            "top_scale": len(stable_steps) - 1, "n": metrics["n"],
+            "stable_steps": list(stable_steps), "fade_steps": list(fade_steps),
+            "dataset_fingerprint": data.dataset_fingerprint(manifest), "scales": scales}
+
+
+def run_growth_study(data_dir, out_dir, runs_dir, arms: Sequence[StudyArm] = GROWTH_ARMS,
+                     seeds: Sequence[int] = (0, 1), command: str | None = None,
+                     progress: bool = True, **schedule) -> dict[str, Any]:
+    """Every growth arm for every seed (finished runs skipped), then the summary.
+
+    Writes ``OUT/growth/ARM_seedS.json`` and ``OUT/growth.json``: per arm and
+    scale, the FD ratio to the real floor of the scale's own output (``ema``) and
+    of the finest output taken down to it (``finest``), mean and spread over seeds.
+    ``schedule`` (``stable_steps``, ``fade_steps``, ``n``) goes to :func:`run_growth_arm`.
+
+    Returns:
+        The summary, with ``runs`` (not written to ``growth.json``).
+
+    Notebook: chapters/05_training_on_gpu.ipynb
+    """
+    import shutil
+
+    out_dir, runs_dir = Path(out_dir), Path(runs_dir)
+    fingerprint = data.dataset_fingerprint(data.read_manifest(data_dir))
+    start, runs = time.monotonic(), []
+    for arm in arms:
+        for seed in seeds:
+            path = out_dir / "growth" / f"{arm.name}_seed{seed}.json"
+            saved = json.loads(path.read_text()) if path.is_file() else None
+            if (saved is None or saved["arm"] != arm.to_dict()
+                    or saved["dataset_fingerprint"] != fingerprint):
+                if progress:
+                    print(f"growth {arm.name} seed {seed}: {arm.description}", flush=True)
+                run_dir = runs_dir / f"growth_{arm.name}_seed{seed}"
+                shutil.rmtree(run_dir, ignore_errors=True)
+                saved = run_growth_arm(data_dir, run_dir, arm, seed, **schedule)
+                shutil.rmtree(run_dir, ignore_errors=True)
+                files.write_json(path, saved)
+            runs.append(saved)
+    summary = summarize_growth(runs)
+    summary["meta"] = {"command": command, "machine": machine_description(),
+                       "seeds": list(seeds), "date": time.strftime("%Y-%m-%d"),
+                       "this_invocation_wall_s": round(time.monotonic() - start, 1)}
+    files.write_json(out_dir / GROWTH_FILE_NAME, summary)
+    summary["runs"] = runs
+    return summary
+
+
+def summarize_growth(runs: Sequence[dict]) -> dict[str, Any]:
+    """Per arm: CPU-seconds, and per scale FD / floor and flatness / real of ``ema`` and ``finest``."""
+    arms: dict[str, Any] = {}
+    for run in runs:
+        arms.setdefault(run["arm"]["name"], []).append(run)
+    out = {}
+    for name, seeds in arms.items():
+        scales = {}
+        for k in seeds[0]["scales"]:
+            entry = {}
+            for source in ("ema", "finest"):
+                for key, metric in (("fd_ratio", "frechet_distance"),
+                                    ("flatness_ratio", "spectral_flatness")):
+                    entry[f"{source}_{key}"] = _spread(
+                        [r["scales"][k][source][metric] / r["scales"][k]["real"][metric]
+                         for r in seeds])
+            scales[k] = entry
+        out[name] = {"description": seeds[0]["arm"]["description"], "seeds": len(seeds),
+                     "cpu_s": _spread([r["cpu_s"] for r in seeds]),
+                     "steps": seeds[0]["steps"], "scales": scales}
+    return {"arms": out}
+
+
+def format_growth_table(summary: dict[str, Any]) -> str:
+    """:func:`run_growth_study`'s summary as text: FD / floor per scale, mean ± std over seeds.
+
+    ``own``: the scale's own output; ``finest``: the top scale's clips
+    downsampled to it; ``flat/real``: spectral flatness of the finest clips
+    taken down to the scale, over the real clips'. At most 76 characters wide.
+
+    Notebook: chapters/05_training_on_gpu.ipynb
+    """
+    def cell(stat, digits=1):
+        return "-" if stat is None else f"{stat['mean']:.{digits}f}±{stat['std']:.{digits}f}"
+
+    header = (f"{'arm':<11} {'scale':>5} {'CPU-s':>6} {'FD/floor own':>13} "
+              f"{'FD/floor finest':>16} {'flat/real':>10}")
+    lines = [header, "-" * len(header)]
+    for name, arm in summary["arms"].items():
+        for k, entry in arm["scales"].items():
+            lines.append(f"{name:<11} {k:>5} {arm['cpu_s']['mean']:>6.0f} "
+                         f"{cell(entry['ema_fd_ratio']):>13} "
+                         f"{cell(entry['finest_fd_ratio']):>16} "
+                         f"{cell(entry['finest_flatness_ratio'], 2):>10}")
+    return "\n".join(lines)

@@ -235,6 +235,7 @@ def model_spec_for(preset: Preset, manifest: dict, activation=None, conditional=
         num_classes=len(manifest["class_names"]) if conditional else 0,
         minibatch_group_size=preset.minibatch_group_size,
         phase_shuffle=preset.phase_shuffle,
+        output_skips=preset.output_skips,
     )
     # "report" selects the report's scheme: f(x) = tanh(x) + x/alpha in the hidden
     # layers *and* at the critic's output; the others keep PGGAN's linear output.

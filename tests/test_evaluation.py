@@ -199,13 +199,16 @@ def test_pggan_evaluate_end_to_end(tone_dataset, tone_dataset_factory, tiny_run,
     metrics = json.loads((tiny_run / "metrics.json").read_text())
     assert sorted(metrics["scales"]) == ["0", "1", "2"] and metrics["n"] == 20
     for entry in metrics["scales"].values():
-        assert {"real", "ema", "raw", "classifier_test_accuracy", "sample_rate"} <= set(entry)
+        assert {"real", "ema", "raw", "finest", "classifier_test_accuracy",
+                "sample_rate"} <= set(entry)
         for source in ("real", "ema", "raw"):
             m = entry[source]
             assert 1.0 <= m["inception_score"] <= 2.0 + 1e-9
             assert m["frechet_distance"] >= 0 and 0 <= m["ndb_over_k"] <= 1
             assert len(m["closest_pairs"]) == 5
         assert entry["ema"]["n"] == 20
+    assert metrics["scales"]["2"]["finest"] == metrics["scales"]["2"]["ema"]
+    assert metrics["scales"]["0"]["finest"] != metrics["scales"]["0"]["ema"]
     assert "real test" in out and "metrics.json" in out
 
     # Clear errors: missing run, a dataset that does not match, too few clips.
@@ -220,6 +223,18 @@ def test_pggan_evaluate_end_to_end(tone_dataset, tone_dataset_factory, tiny_run,
         code = cli.main(["evaluate"] + [str(a) for a in argv])
         err = capfd.readouterr().err
         assert code == 2 and message in err, (argv, err)
+
+
+def test_finest_source_is_the_top_scale_clips_through_the_data_pyramid(tiny_run):
+    from pggan_lib import audio, training
+
+    levels = evaluation._finest_pyramid(tiny_run, 6, seed=3, top=2)
+    top, _, _ = training.generate_audio(tiny_run, 6, seed=3, scale=2)
+    for clip, k0, k1, k2 in zip(top, levels[0], levels[1], levels[2]):
+        expected = audio.sample_rate_pyramid(clip, 3)  # what build_dataset stores per scale
+        for got, want in zip((k0, k1, k2), expected):
+            np.testing.assert_allclose(got, want, atol=1e-5)
+    assert [levels[k].shape for k in (0, 1, 2)] == [(6, 64), (6, 128), (6, 256)]
 
 
 def test_train_evaluate_records_each_stable_phase_once(tone_dataset, tmp_path, capsys):

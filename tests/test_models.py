@@ -87,6 +87,55 @@ def test_generator_fade_at_alpha_zero_is_previous_scale_upsampled(tiny):
     gen.set_alpha(1.0)
 
 
+@pytest.fixture(scope="module")
+def tiny_skips():
+    spec = M.ModelSpec(**TINY, output_skips=True)
+    return spec, M.build_generator(spec)
+
+
+def test_skip_generator_output_is_the_sum_of_upsampled_scale_outputs(tiny_skips):
+    spec, gen = tiny_skips
+    z = _z()
+    up = L.Upsample1D()
+    for k in range(1, spec.num_scales):
+        gen.set_scale(k - 1)
+        previous = np.asarray(gen(z))
+        gen.set_scale(k)
+        gen.set_alpha(0.0)  # no new detail yet: the coarser output, upsampled
+        np.testing.assert_allclose(np.asarray(gen(z)), np.asarray(up(previous)), atol=1e-5)
+        gen.set_alpha(1.0)
+        full = np.asarray(gen(z))
+        gen.set_alpha(0.25)  # the fade scales the new detail linearly
+        quarter = np.asarray(gen(z))
+        np.testing.assert_allclose(quarter - np.asarray(up(previous)),
+                                   0.25 * (full - np.asarray(up(previous))), atol=1e-5)
+        gen.set_alpha(1.0)
+        # After the fade the coarse output is still in the fine one (PGGAN drops it):
+        # zeroing this scale's own head leaves exactly the upsampled coarser output.
+        kernel = gen.to_wave[k].weights[0]
+        saved = np.asarray(kernel)
+        kernel.assign(np.zeros_like(saved))
+        np.testing.assert_allclose(np.asarray(gen(z)), np.asarray(up(previous)), atol=1e-5)
+        kernel.assign(saved)
+
+
+def test_skip_generator_trains_every_head_and_round_trips(tiny_skips, tmp_path):
+    spec, gen = tiny_skips
+    top = spec.num_scales - 1
+    gen.set_scale(top)
+    with tf.GradientTape() as tape:
+        out = tf.reduce_sum(gen(_z()) ** 2)
+    grads = tape.gradient(out, gen.trainable_variables)
+    used = {id(v) for v, g in zip(gen.trainable_variables, grads) if g is not None}
+    assert used == {id(v) for v in gen.variables_for_scale(top)}
+    assert all(id(head.weights[0]) in used for head in gen.to_wave)
+    gen.save(tmp_path / "g.keras")
+    restored = keras.saving.load_model(tmp_path / "g.keras", safe_mode=True)
+    assert restored.spec.output_skips
+    z = _z()
+    np.testing.assert_array_equal(np.asarray(restored(z)), np.asarray(gen(z)))
+
+
 def test_critic_fade_at_alpha_zero_is_previous_scale_on_downsampled_input(tiny):
     spec, _, critic = tiny
     x = RNG.standard_normal((4, spec.clip_samples, 1)).astype("float32")

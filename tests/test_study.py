@@ -116,3 +116,35 @@ def test_budget_to_reach_inverts_a_power_law():
               "points": [{"cpu_s": c, "ema": {"frechet_distance": floor + c}} for c in (1, 2)]}
     assert study.budget_to_reach(rising, 3.0)["cpu_s"] is None
     assert study.budget_to_reach({"real": run["real"], "points": points[:1]}, 3.0) is None
+
+
+def test_growth_study_scores_every_scale_and_skips_finished_runs(tone_dataset, tmp_path,
+                                                                  monkeypatch):
+    arms = [study.StudyArm(a.name, a.lever, a.description, preset="tiny", overrides=a.overrides)
+            for a in study.GROWTH_ARMS]
+    schedule = dict(stable_steps=(3, 2, 2), fade_steps=(0, 2, 2), n=40)
+    summary = study.run_growth_study(tone_dataset, tmp_path / "out", tmp_path / "runs", arms,
+                                     seeds=[0], progress=False, **schedule)
+    assert [r["arm"]["name"] for r in summary["runs"]] == ["pggan_head", "skip"]
+    for run in summary["runs"]:
+        assert run["steps"] == 11 and run["top_scale"] == 2 and run["cpu_s"] > 0
+        assert sorted(run["scales"]) == ["0", "1", "2"]
+        # At the top scale the finest clips are the scale's own output.
+        assert run["scales"]["2"]["finest"] == run["scales"]["2"]["ema"]
+        assert run["scales"]["0"]["finest"] != run["scales"]["0"]["ema"]
+        ratio = summary["arms"][run["arm"]["name"]]["scales"]["0"]["finest_fd_ratio"]
+        scale0 = run["scales"]["0"]
+        assert ratio["mean"] == pytest.approx(scale0["finest"]["frechet_distance"]
+                                              / scale0["real"]["frechet_distance"])
+    assert json.loads((tmp_path / "out" / study.GROWTH_FILE_NAME).read_text())["arms"].keys() == {
+        "pggan_head", "skip"}
+    table = study.format_growth_table(summary).splitlines()
+    assert len(table) == 2 + 2 * 3 and max(map(len, table)) <= 76
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a finished growth run was trained again")
+
+    monkeypatch.setattr(study, "run_growth_arm", fail)
+    again = study.run_growth_study(tone_dataset, tmp_path / "out", tmp_path / "runs", arms,
+                                   seeds=[0], progress=False, **schedule)
+    assert again["runs"] == summary["runs"]
