@@ -49,6 +49,9 @@ def make_reference_run(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=config.DEMO_DATASET_DIR)
     parser.add_argument("--out", type=Path, default=config.REFERENCE_RUN_DIR)
+    parser.add_argument("--previous", type=Path, default=config.PREVIOUS_REFERENCE_RUN_DIR,
+                        help="an earlier reference run for SUMMARY.md's before/after table "
+                             "(skipped when the folder does not exist)")
     parser.add_argument("--max-minutes", type=float, default=None,
                         help="stop training cleanly after this many minutes (rerun to continue)")
     args = parser.parse_args(argv)
@@ -75,7 +78,9 @@ def make_reference_run(argv=None) -> int:
     reference.write_provenance(args.out, [shlex.join(["pggan", *train]),
                                           shlex.join(["pggan", *evaluate])], sessions)
     if code == 0 and (args.out / "metrics.json").is_file():
-        summary = reference.summary_markdown(reference.load_reference_run(args.out))
+        previous = (reference.load_reference_run(args.previous)
+                    if (args.previous / "metrics.json").is_file() else None)
+        summary = reference.summary_markdown(reference.load_reference_run(args.out), previous)
         (args.out / reference.SUMMARY_FILE).write_text(summary)
         print(summary)
     return code

@@ -63,6 +63,9 @@ DEMO_MAX_EXCERPT_SECONDS = 15.0
 RESULTS_DIR = REPO_ROOT / "results" if IN_CHECKOUT else Path.cwd() / "results"
 #: The committed reference run (``pggan train --preset reference`` on the demo corpus).
 REFERENCE_RUN_DIR = RESULTS_DIR / "reference"
+#: The reference run before skip outputs (PGGAN's output head; same preset
+#: otherwise), kept to compare against (``SUMMARY.md``'s before/after table).
+PREVIOUS_REFERENCE_RUN_DIR = RESULTS_DIR / "reference_pggan_head"
 #: Fields every run folder's ``config.json`` has (a reader names a missing one).
 RUN_CONFIG_FIELDS = ("preset", "model_spec", "loss", "activation", "dataset", "schedule")
 

@@ -35,6 +35,8 @@ __all__ = [
     "write_provenance",
     "SUMMARY_FILE",
     "summary_markdown",
+    "compare_runs",
+    "format_comparison",
 ]
 
 #: Name of the provenance file inside a committed run folder.
@@ -279,23 +281,23 @@ def write_provenance(run_dir: str | os.PathLike, commands: Sequence[str],
     return provenance
 
 
-def summary_markdown(run: ReferenceRun) -> str:
+def summary_markdown(run: ReferenceRun, previous: ReferenceRun | None = None) -> str:
     """The run's results against the targets as Markdown (``SUMMARY.md``), composed from its files.
 
     Args:
         run: A loaded run with ``metrics.json``.
+        previous: An earlier reference run evaluated on the same dataset: adds a
+            before/after table (FD over the floor per scale, both sources).
 
     Returns:
         Markdown: the caption, then one table row per scale (classifier
         accuracy, IS ratio, FD over the real floor with its limit, spectral
-        flatness over the real clips', and whether each target is met).
+        flatness over the real clips', and whether each target is met), once
+        for each scale's own output and once for the finest output taken down
+        to each scale (``finest``, when ``metrics.json`` has it).
     """
     from pggan_lib import evaluation
 
-    def flag(met):
-        return "-" if met is None else ("yes" if met else "no")
-
-    rows = evaluation.check_targets(run.metrics)
     lines = [
         "# Reference run: results",
         "",
@@ -306,17 +308,96 @@ def summary_markdown(run: ReferenceRun) -> str:
         f"IS gen / IS real at least the ratio; FD gen / real floor at most the low limit "
         f"up to the low rate and the high limit above; finest-scale flatness within the "
         f"tolerance of the real clips'.",
-        "",
-        "| scale | rate (Hz) | classifier accuracy | IS gen / real | met | FD gen / floor | "
-        "limit | met | flatness gen / real | met |",
-        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for row in rows:
+    sources = [("ema", "each scale's own output (EMA generator)")]
+    if all("finest" in entry for entry in run.metrics["scales"].values()):
+        sources.append(("finest", "the finest output downsampled to each scale"))
+    for source, title in sources:
+        lines += ["", f"## Scored on {title}", ""] + _targets_rows(run, source)
+    if previous is not None:
+        lines += ["", f"## Before and after: {previous.run_dir.name} -> {run.run_dir.name}", "",
+                  f"Before: {previous.caption()}.", ""] + _comparison_rows(previous, run)
+    return "\n".join(lines) + "\n"
+
+
+def _flag(met):
+    return "-" if met is None else ("yes" if met else "no")
+
+
+def _targets_rows(run: ReferenceRun, source: str) -> list[str]:
+    from pggan_lib import evaluation
+
+    lines = ["| scale | rate (Hz) | classifier accuracy | IS gen / real | met | FD gen / floor | "
+             "limit | met | flatness gen / real | met |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in evaluation.check_targets(run.metrics, source):
         entry = run.metrics["scales"][str(row["scale"])]
         flat = "-" if row["flatness_ratio"] is None else f"{row['flatness_ratio']:.2f}"
         lines.append(
             f"| {row['scale']} | {row['sample_rate']:g} | "
             f"{entry['classifier_test_accuracy']:.2f} | {row['is_ratio']:.2f} | "
-            f"{flag(row['is_met'])} | {row['fd_ratio']:.1f} | {row['fd_limit']:g} | "
-            f"{flag(row['fd_met'])} | {flat} | {flag(row['flatness_met'])} |")
-    return "\n".join(lines) + "\n"
+            f"{_flag(row['is_met'])} | {row['fd_ratio']:.1f} | {row['fd_limit']:g} | "
+            f"{_flag(row['fd_met'])} | {flat} | {_flag(row['flatness_met'])} |")
+    return lines
+
+
+def compare_runs(before: ReferenceRun, after: ReferenceRun) -> list[dict[str, Any]]:
+    """Two evaluated runs side by side, scale by scale (:func:`evaluation.check_targets` ratios).
+
+    Returns:
+        One dict per scale both runs scored: ``scale``, ``sample_rate``, and
+        ``(before, after)`` pairs ``own_fd`` (FD / floor of the scale's own
+        output), ``finest_fd`` and ``finest_is`` (FD / floor and IS / real IS of
+        the finest output downsampled to the scale; None where a run lacks it).
+
+    Notebook: chapters/05_training_on_gpu.ipynb
+    """
+    from pggan_lib import evaluation
+
+    def by_scale(run, source):
+        if not all(source in e for e in run.metrics["scales"].values()):
+            return {}
+        return {r["scale"]: r for r in evaluation.check_targets(run.metrics, source)}
+
+    own = by_scale(before, "ema"), by_scale(after, "ema")
+    finest = by_scale(before, "finest"), by_scale(after, "finest")
+    rows = []
+    for scale in sorted(set(own[0]) & set(own[1])):
+        def pair(side, key):
+            return tuple(s[scale][key] if scale in s else None for s in side)
+
+        rows.append({"scale": scale, "sample_rate": own[1][scale]["sample_rate"],
+                     "own_fd": pair(own, "fd_ratio"), "finest_fd": pair(finest, "fd_ratio"),
+                     "finest_is": pair(finest, "is_ratio")})
+    return rows
+
+
+def _cells(pair, digits):
+    return [("-" if v is None else f"{v:.{digits}f}") for v in pair]
+
+
+def format_comparison(rows: list[dict[str, Any]]) -> str:
+    """:func:`compare_runs` as plain text, at most 76 characters wide.
+
+    Notebook: chapters/05_training_on_gpu.ipynb
+    """
+    header = (f"{'scale':>5} {'rate':>6} | {'FD/floor own':>15} | {'FD/floor finest':>15} | "
+              f"{'IS/real finest':>14}")
+    lines = [header, f"{'':12} | {'before':>7} {'after':>7} | {'before':>7} {'after':>7} | "
+                     f"{'before':>6} {'after':>7}", "-" * len(header)]
+    for r in rows:
+        own, fin, is_ = _cells(r["own_fd"], 1), _cells(r["finest_fd"], 1), \
+            _cells(r["finest_is"], 2)
+        lines.append(f"{r['scale']:>5} {r['sample_rate']:>6g} | {own[0]:>7} {own[1]:>7} | "
+                     f"{fin[0]:>7} {fin[1]:>7} | {is_[0]:>6} {is_[1]:>7}")
+    return "\n".join(lines)
+
+
+def _comparison_rows(before: ReferenceRun, after: ReferenceRun) -> list[str]:
+    lines = ["| scale | rate (Hz) | FD / floor, own: before | after | FD / floor, finest: "
+             "before | after | IS gen / real, finest: before | after |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in compare_runs(before, after):
+        cells = _cells(r["own_fd"], 1) + _cells(r["finest_fd"], 1) + _cells(r["finest_is"], 2)
+        lines.append(f"| {r['scale']} | {r['sample_rate']:g} | " + " | ".join(cells) + " |")
+    return lines

@@ -133,4 +133,29 @@ def test_summary_markdown_has_a_row_per_scale_with_the_targets(tmp_path):
     rows = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert rows == ["| 0 | 250 | 0.50 | 0.80 | yes | 2.5 | 3 | yes | 2.50 | - |",
                     "| 1 | 16000 | 0.70 | 0.60 | no | 15.0 | 10 | no | 1.10 | yes |"]
-    assert "provenance.json not written yet" in text
+    assert "provenance.json not written yet" in text and "finest output" not in text
+
+    # With the finest source and an earlier run: a second table and a before/after table.
+    after_dir = _write_run(tmp_path / "after", num_scales=2)
+    better = {"inception_score": 1.8, "frechet_distance": 4.0, "spectral_flatness": 0.2}
+    for entry in metrics["scales"].values():
+        entry["ema"] = entry["finest"] = better
+    (after_dir / "metrics.json").write_text(json.dumps(metrics))
+    text = reference.summary_markdown(reference.load_reference_run(after_dir),
+                                      previous=reference.load_reference_run(run_dir))
+    rows = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert "## Scored on the finest output downsampled to each scale" in text
+    assert rows == ["| 0 | 250 | 0.50 | 0.90 | yes | 2.0 | 3 | yes | 1.00 | - |",
+                    "| 1 | 16000 | 0.70 | 0.90 | yes | 2.0 | 10 | yes | 1.00 | yes |",
+                    "| 0 | 250 | 0.50 | 0.90 | yes | 2.0 | 3 | yes | 1.00 | - |",
+                    "| 1 | 16000 | 0.70 | 0.90 | yes | 2.0 | 10 | yes | 1.00 | yes |",
+                    "| 0 | 250 | 2.5 | 2.0 | - | 2.0 | - | 0.90 |",
+                    "| 1 | 16000 | 15.0 | 2.0 | - | 2.0 | - | 0.90 |"]
+    compared = reference.compare_runs(reference.load_reference_run(run_dir),
+                                      reference.load_reference_run(after_dir))
+    assert compared[1] == {"scale": 1, "sample_rate": 16000.0, "own_fd": (15.0, 2.0),
+                           "finest_fd": (None, 2.0), "finest_is": (None, 0.9)}
+    table = reference.format_comparison(compared).splitlines()
+    assert table[-1].split() == ["1", "16000", "|", "15.0", "2.0", "|", "-", "2.0", "|", "-",
+                                 "0.90"]
+    assert max(map(len, table)) <= 76
