@@ -4,6 +4,7 @@ The library behind the book. Modules, each importing only those above it:
 
     config      presets, data-shape defaults, the quick-mode switch
     files       the library's JSON files read with one-line errors
+    runs        the run folder's layout, read without TensorFlow (config, history, state, metrics)
     audio       load, resample, normalise, segment, save; spectrograms
     corpus      music21 scores -> MIDI -> audio: the embedded default corpus
     data        folder of class subfolders -> per-file pyramids -> clips / random windows -> tf.data

@@ -36,9 +36,9 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from pggan_lib import data, files, layers, losses, models, training
+from pggan_lib import data, files, layers, losses, models, runs, training
 from pggan_lib.profiling import machine_description
-from pggan_lib.config import RUN_CONFIG_FIELDS, get_preset
+from pggan_lib.config import get_preset
 
 __all__ = [
     "Arm",
@@ -528,8 +528,7 @@ def _real_clips(data_dir, scale, n, cache):
 
 def _probe_run(run_dir, data_dir, num_clips, seed, real_cache, final_effect=True):
     """Probe every checkpoint of a finished (or diverged) run."""
-    config = files.read_json_object(Path(run_dir) / "config.json", RUN_CONFIG_FIELDS,
-                                   training.RunError)
+    config = runs.read_config(run_dir, training.RunError)
     spec = models.ModelSpec.from_dict(config["model_spec"])
     generator, critic = models.build_generator(spec), models.build_critic(spec)
     z = np.random.default_rng(10_000 + seed).standard_normal(

@@ -290,12 +290,10 @@ def _add_generate_parser(subparsers) -> None:
 
 def _check_trained_run(run: Path) -> None:
     """A run folder with something to generate from, or a one-line CommandError."""
-    if not run.is_dir():
-        raise CommandError(f"{run}: no such run folder")
-    if not (run / "config.json").is_file():
-        raise CommandError(f"{run}: not a run folder (no config.json)")
-    has_checkpoint = any((run / "checkpoints").glob("ckpt-*.npz"))
-    if not has_checkpoint and not (run / "generator.keras").is_file():
+    from pggan_lib import runs
+
+    runs.require_run_folder(run, CommandError)
+    if not runs.has_checkpoint(run) and not (run / runs.GENERATOR_FILE).is_file():
         raise CommandError(f"{run}: no checkpoint yet; train first (`pggan train --out {run} "
                            f"--resume` to continue)")
 
@@ -303,10 +301,9 @@ def _check_trained_run(run: Path) -> None:
 def _run_generate(args: argparse.Namespace) -> int:
     run = args.run
     _check_trained_run(run)
-    from pggan_lib import audio, files
+    from pggan_lib import audio, runs
 
-    run_config = files.read_json_object(run / "config.json", config.RUN_CONFIG_FIELDS,
-                                       CommandError)
+    run_config = runs.read_config(run, CommandError)
     classes = run_config["dataset"]["class_names"]
     if args.class_name is not None:
         if not run_config["conditional"]:
@@ -446,10 +443,9 @@ def _add_evaluate_parser(subparsers) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    if not args.run.is_dir():
-        raise CommandError(f"{args.run}: no such run folder")
-    if not (args.run / "config.json").is_file():
-        raise CommandError(f"{args.run}: not a run folder (no config.json)")
+    from pggan_lib import runs
+
+    runs.require_run_folder(args.run, CommandError)
     _check_dataset_dir(args.data)
     _import_tensorflow_quietly()
     from pggan_lib import evaluation

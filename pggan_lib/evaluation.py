@@ -43,8 +43,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pggan_lib import audio, data, files
-from pggan_lib.config import RUN_CONFIG_FIELDS
+from pggan_lib import audio, data, files, runs
 
 __all__ = [
     "EvaluationError",
@@ -83,9 +82,9 @@ __all__ = [
 #: Folder inside a dataset that holds its per-scale classifiers.
 CLASSIFIER_DIR_NAME = "classifiers"
 #: File written into a run folder by :func:`evaluate_run`.
-METRICS_FILE_NAME = "metrics.json"
+METRICS_FILE_NAME = runs.METRICS_FILE
 #: File in a run folder with the metrics of each scale as training left it.
-PHASE_METRICS_FILE_NAME = "metrics_by_phase.json"
+PHASE_METRICS_FILE_NAME = runs.PHASE_METRICS_FILE
 
 _FLOOR_POWER = 1e-10  # -100 dB: the log of silence stays finite
 
@@ -985,14 +984,11 @@ def evaluate_run(run_dir: str | os.PathLike, dataset_dir: str | os.PathLike,
     from pggan_lib import training
 
     run_dir, dataset_dir = Path(run_dir), Path(dataset_dir)
-    if not (run_dir / "config.json").is_file():
-        raise EvaluationError(f"{run_dir}: not a run folder (no config.json); train one with "
-                              f"`pggan train --data DATASET --out {run_dir}`")
+    run_config = runs.read_config(run_dir, EvaluationError,
+                                  f"train one with `pggan train --data DATASET --out {run_dir}`")
     if not (dataset_dir / data.MANIFEST_NAME).is_file():
         raise EvaluationError(f"{dataset_dir}: not a built dataset (no {data.MANIFEST_NAME}); "
                               f"build one with `pggan dataset SOURCE {dataset_dir}`")
-    run_config = files.read_json_object(run_dir / "config.json", RUN_CONFIG_FIELDS,
-                                       EvaluationError)
     manifest = data.read_manifest(dataset_dir)
     _check_run_matches(run_config, manifest, run_dir, dataset_dir)
     n_test = int(manifest["splits"]["test"]["num_clips"])

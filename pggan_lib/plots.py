@@ -260,7 +260,7 @@ def plot_run_curves(history: Mapping[str, Sequence[float]], schedule: Sequence[A
     """The report's critic curves of a progressive run, one panel per scale, phases shaded.
 
     Args:
-        history: Columns of ``history.csv`` (:func:`training.read_history` or
+        history: Columns of ``history.csv`` (:func:`runs.read_history` or
             ``ReferenceRun.curves()``): ``step``, ``scale``, ``d_real``,
             ``d_fake``, each of shape ``(steps,)``.
         schedule: The run's phases (see :func:`shade_phases`).

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 import os
 import subprocess
 from pathlib import Path
@@ -24,7 +23,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pggan_lib import audio, config, files, training
+from pggan_lib import audio, config, files, runs, training
+from pggan_lib.runs import PROVENANCE_FILE
 from pggan_lib.profiling import machine_description
 
 __all__ = [
@@ -39,14 +39,8 @@ __all__ = [
     "format_comparison",
 ]
 
-#: Name of the provenance file inside a committed run folder.
-PROVENANCE_FILE = "provenance.json"
 #: The run's results as Markdown, written by ``make_reference_run.py`` (README links it).
 SUMMARY_FILE = "SUMMARY.md"
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def phase_times(history: dict[str, Sequence], schedule: Sequence[dict]) -> list[dict[str, Any]]:
@@ -58,7 +52,7 @@ def phase_times(history: dict[str, Sequence], schedule: Sequence[dict]) -> list[
     ``--evaluate``, scoring the phase.
 
     Args:
-        history: Columns of ``history.csv`` (:func:`training.read_history`);
+        history: Columns of ``history.csv`` (:func:`runs.read_history`);
             needs ``step``, ``phase`` and ``elapsed_s``.
         schedule: The run's phases (``config.json["schedule"]``), dicts with
             ``index``, ``scale``, ``kind``, ``steps`` and ``batch_size``.
@@ -95,27 +89,15 @@ def phase_times(history: dict[str, Sequence], schedule: Sequence[dict]) -> list[
 
 
 @dataclasses.dataclass
-class ReferenceRun:
-    """A committed run folder, loaded.
+class ReferenceRun(runs.RunFolder):
+    """A committed run folder, loaded: :class:`runs.RunFolder` with what a chapter asks of it.
 
-    Attributes:
-        run_dir: The folder (``results/reference``).
-        config: ``config.json`` written by ``pggan train`` (preset, model spec, schedule).
-        history: ``history.csv`` as columns (one row per step).
-        metrics: ``metrics.json`` from ``pggan evaluate`` (final weights, every scale).
-        metrics_by_phase: ``metrics_by_phase.json`` from ``--evaluate`` (each scale
-            scored when its stable phase ended).
-        provenance: ``provenance.json``: commands, machine, wall times.
+    The fields are :class:`runs.RunFolder`'s (``metrics`` from ``pggan evaluate``:
+    final weights, every scale; ``metrics_by_phase`` from ``--evaluate``: each
+    scale when its stable phase ended; ``provenance``: commands, machine, wall times).
 
     Notebook: chapters/05_training_on_gpu.ipynb
     """
-
-    run_dir: Path
-    config: dict
-    history: dict
-    metrics: dict
-    metrics_by_phase: dict
-    provenance: dict
 
     @property
     def commands(self) -> list[str]:
@@ -127,10 +109,6 @@ class ReferenceRun:
         """Wall time of training in hours (``elapsed_s`` of the last step; sums resumes)."""
         elapsed = self.history["elapsed_s"]
         return float(elapsed[-1]) / 3600.0 if elapsed else 0.0
-
-    @property
-    def num_scales(self) -> int:
-        return int(self.config["dataset"]["num_scales"])
 
     def caption(self) -> str:
         """One line for beside a result: commands, machine, training wall time.
@@ -222,16 +200,12 @@ def load_reference_run(run_dir: str | os.PathLike | None = None) -> ReferenceRun
     Notebook: chapters/05_training_on_gpu.ipynb
     """
     run_dir = Path(run_dir) if run_dir is not None else config.REFERENCE_RUN_DIR
-    if not (run_dir / "config.json").is_file() or not (run_dir / "history.csv").is_file():
+    if not (run_dir / runs.CONFIG_FILE).is_file() or not (run_dir / runs.HISTORY_FILE).is_file():
         raise training.RunError(
             f"{run_dir}: no reference run (config.json and history.csv missing); it is "
             f"committed under results/reference in the book's repository, or make it with "
             f"`python data_scripts/make_reference_run.py`")
-    return ReferenceRun(run_dir=run_dir, config=_read_json(run_dir / "config.json"),
-                        history=training.read_history(run_dir),
-                        metrics=_read_json(run_dir / "metrics.json"),
-                        metrics_by_phase=_read_json(run_dir / "metrics_by_phase.json"),
-                        provenance=_read_json(run_dir / PROVENANCE_FILE))
+    return ReferenceRun.load(run_dir, training.RunError)
 
 
 def _git_commit() -> str | None:
@@ -267,10 +241,10 @@ def write_provenance(run_dir: str | os.PathLike, commands: Sequence[str],
     """
     run_dir = Path(run_dir)
     path = run_dir / PROVENANCE_FILE
-    history = training.read_history(run_dir)
+    history = runs.read_history(run_dir)
     provenance = {
         "commands": [{"command": command} for command in commands],
-        "sessions": _read_json(path).get("sessions", []) + list(sessions),
+        "sessions": runs.read_optional_json(path).get("sessions", []) + list(sessions),
         "machine": machine_description(),
         "environment": {k: os.environ[k] for k in environment if k in os.environ},
         "train_elapsed_s": float(history["elapsed_s"][-1]) if history["elapsed_s"] else 0.0,

@@ -458,8 +458,6 @@ def run_growth_study(data_dir, out_dir, runs_dir, arms: Sequence[StudyArm] = GRO
 
     Returns:
         The summary, with ``runs`` (not written to ``growth.json``).
-
-    Notebook: chapters/05_training_on_gpu.ipynb
     """
     import shutil
 

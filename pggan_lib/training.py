@@ -51,8 +51,8 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from pggan_lib import audio, data, files, layers, losses, models
-from pggan_lib.config import RUN_CONFIG_FIELDS, Preset, get_preset, scale_sample_rate
+from pggan_lib import audio, data, files, layers, losses, models, runs
+from pggan_lib.config import Preset, get_preset, scale_sample_rate
 
 __all__ = [
     "METRIC_NAMES",
@@ -95,10 +95,9 @@ __all__ = [
 ]
 
 #: Per-step measurements returned by :meth:`ProgressiveGAN.train_step`.
-METRIC_NAMES = ("d_loss", "g_loss", "d_real", "d_fake", "delta", "gp",
-                "d_grad_norm", "g_grad_norm")
-#: Columns of ``history.csv``: one row per optimiser step.
-HISTORY_COLUMNS = ("step", "phase", "scale", "alpha") + METRIC_NAMES + ("elapsed_s",)
+METRIC_NAMES = runs.METRIC_NAMES
+#: Columns of ``history.csv``: one row per optimiser step (``runs.HISTORY_COLUMNS``).
+HISTORY_COLUMNS = runs.HISTORY_COLUMNS
 
 _CHECKPOINT_PATTERN = re.compile(r"^ckpt-(\d{8})\.npz$")
 _KEEP_CHECKPOINTS = 3
@@ -751,25 +750,8 @@ def _truncate_history(path, last_step):
     files.atomic_write(path, write)
 
 
-def read_history(run_dir) -> dict:
-    """A run's ``history.csv`` as a dict of columns (``step`` ... ``elapsed_s``).
-
-    Returns:
-        Dict column name -> list of values (ints for step/phase/scale, else floats).
-
-    Notebook: chapters/05_training_on_gpu.ipynb
-    """
-    path = Path(run_dir) / "history.csv"
-    columns = {name: [] for name in HISTORY_COLUMNS}
-    if not path.exists():
-        return columns
-    with open(path, newline="") as handle:
-        for row in csv.DictReader(handle):
-            for name in HISTORY_COLUMNS:
-                value = row[name]
-                columns[name].append(int(value) if name in ("step", "phase", "scale")
-                                     else float(value))
-    return columns
+#: ``history.csv`` as columns (defined with the folder's layout in :mod:`pggan_lib.runs`).
+read_history = runs.read_history
 
 
 # ---------------------------------------------------------------------------
@@ -868,7 +850,7 @@ def _resolve_options(run_dir, resume, preset, loss, activation, conditional, see
                     activation=activation or preset.activation,
                     conditional=bool(conditional), seed=0 if seed is None else int(seed),
                     critic_output=critic_output)
-    stored = files.read_json_object(Path(run_dir) / "config.json", RUN_CONFIG_FIELDS, RunError)
+    stored = runs.read_config(run_dir, RunError)
     options = dict(preset=Preset(**stored["preset"]), loss=stored["loss"],
                    activation=stored["activation"], conditional=stored["conditional"],
                    seed=stored["seed"], critic_output=stored.get("critic_output"))
@@ -942,9 +924,7 @@ def _check_run_folder(run_dir: Path, resume: bool):
             raise RunError(f"{run_dir} already exists; pass resume=True (--resume) to continue "
                            f"that run, or give a new folder")
         return None
-    if not (run_dir / "config.json").is_file():
-        raise RunError(f"{run_dir}: not a run folder (no config.json); start a new run "
-                       f"without resume=True (--resume)")
+    runs.require_run_folder(run_dir, RunError, "start a new run without resume=True (--resume)")
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is None:
         raise RunError(f"{run_dir}: no checkpoint in {run_dir / 'checkpoints'} to resume "
@@ -1472,14 +1452,8 @@ def _start_history(path):
 # ---------------------------------------------------------------------------
 
 def _run_config(run_dir) -> dict:
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunError(f"{run_dir}: no such run folder")
-    path = run_dir / "config.json"
-    if not path.is_file():
-        raise RunError(f"{run_dir}: not a run folder (no config.json); make one with "
-                       f"`pggan train --data DATASET --out {run_dir}`")
-    return files.read_json_object(path, RUN_CONFIG_FIELDS, RunError)
+    return runs.read_config(run_dir, RunError,
+                            f"make one with `pggan train --data DATASET --out {run_dir}`")
 
 
 def load_generator(run_dir, use_ema=True, scale=None):

@@ -28,6 +28,7 @@ def _write_run(run_dir, num_scales=3, sample_rate=1000):
     """A minimal run folder: config.json and history.csv (7 steps, phases 0 and 1)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps({
+        "preset": {}, "model_spec": {}, "loss": "wgan-gp", "activation": "leaky",
         "schedule": SCHEDULE,
         "dataset": {"num_scales": num_scales, "sample_rate": sample_rate, "clip_samples": 64}}))
     with open(run_dir / "history.csv", "w", newline="") as handle:

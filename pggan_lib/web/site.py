@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import io
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from pggan_lib import evaluation, playground, plots
+from pggan_lib import evaluation, playground, plots, runs
 from pggan_lib.config import scale_sample_rate
 from pggan_lib.web import forms
 
@@ -36,10 +35,9 @@ class Site:
     def __init__(self, run_dir: str | os.PathLike):
         self.run_dir = Path(run_dir)
         self.playground = playground.Playground(self.run_dir)
-        self.config = json.loads((self.run_dir / "config.json").read_text())
-        self.metrics = _optional_json(self.run_dir / "metrics.json")
-        self.provenance = _optional_json(self.run_dir / "provenance.json")
-        self.state = _optional_json(self.run_dir / "run_state.json")
+        folder = runs.RunFolder.load(self.run_dir)
+        self.config, self.metrics = folder.config, folder.metrics
+        self.provenance, self.state = folder.provenance, folder.state
         self.track(1.0, 0, None)  # trace the generator now, not at the first request
 
     @property
@@ -115,7 +113,3 @@ class Site:
         """The summary as chapter 6's plain-text table."""
         rows = self.metrics_summary()
         return None if rows is None else evaluation.format_targets_table(rows)
-
-
-def _optional_json(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text()) if path.is_file() else None
