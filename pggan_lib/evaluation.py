@@ -918,6 +918,24 @@ def _check_run_matches(run_config: dict, manifest: dict, run_dir, dataset_dir) -
                 f"config.json; evaluate with the dataset the run was trained on")
 
 
+def _trained_variants(run_dir, use_ema) -> dict[str, int]:
+    """``{"ema"|"raw": finest trained scale}`` for each generator variant the run has."""
+    from pggan_lib import training
+
+    variants = {}
+    for ema in use_ema:
+        try:
+            _, info = training.load_generator(run_dir, use_ema=ema)
+        except training.RunError as error:
+            if ema and len(use_ema) == 1:
+                raise EvaluationError(str(error)) from error
+            continue  # e.g. no checkpoint for the raw generator
+        variants["ema" if ema else "raw"] = int(info["trained_scale"])
+    if not variants:
+        raise EvaluationError(f"{run_dir}: nothing trained to evaluate yet")
+    return variants
+
+
 def _finest_pyramid(run_dir, n, seed, top) -> dict[int, np.ndarray]:
     """The EMA generator's finest-scale clips taken down every scale as the data was.
 
@@ -949,10 +967,8 @@ def evaluate_run(run_dir: str | os.PathLike, dataset_dir: str | os.PathLike,
     the scale's classifier; beside them the real test split's scores against
     the real train split (IS ceiling; Fréchet, NDB and nearest-neighbour
     floors). Each variant in ``use_ema`` is evaluated when the run has it
-    (the raw generator needs a checkpoint). ``finest`` scores, at every scale,
-    the EMA generator's *finest* clips brought down to that scale's rate the
-    way the dataset was (:func:`_finest_pyramid`): what the finished generator
-    puts in each band, whatever the coarse output heads do.
+    (the raw generator needs a checkpoint); ``finest`` scores the EMA
+    generator's finest clips taken down to each scale as the dataset was.
 
     Args:
         run_dir: Run folder (``pggan train``).
@@ -996,17 +1012,7 @@ def evaluate_run(run_dir: str | os.PathLike, dataset_dir: str | os.PathLike,
     _check_count(n, splits, "--n")
     _check_count(n_test, splits, f"{dataset_dir} test split")
 
-    variants = {}
-    for ema in use_ema:
-        try:
-            _, info = training.load_generator(run_dir, use_ema=ema)
-        except training.RunError as error:
-            if ema and len(use_ema) == 1:
-                raise EvaluationError(str(error)) from error
-            continue  # e.g. no checkpoint for the raw generator
-        variants["ema" if ema else "raw"] = int(info["trained_scale"])
-    if not variants:
-        raise EvaluationError(f"{run_dir}: nothing trained to evaluate yet")
+    variants = _trained_variants(run_dir, use_ema)
     top = max(variants.values())
     scales = list(range(top + 1)) if scales is None else [int(s) for s in scales]
     for scale in scales:
@@ -1028,21 +1034,20 @@ def evaluate_run(run_dir: str | os.PathLike, dataset_dir: str | os.PathLike,
         classifier = classifiers[scale]
         train_clips = _cached_clips(dataset_dir, "train", scale, cache)[0]
         test_clips = _cached_clips(dataset_dir, "test", scale, cache)[0]
+
+        def score(clips):
+            return evaluate_clips(classifier, clips, train_clips, splits, num_bins, seed,
+                                  cache=feature_cache)
+
         entry = {"sample_rate": classifier.sample_rate,
                  "classifier_test_accuracy": classifier.report["test_accuracy"],
                  "real": real_reference(classifier, train_clips, test_clips, splits, num_bins,
                                         seed, feature_cache)}
-        for name, trained in variants.items():
-            if scale > trained:
-                continue
-            clips, _, _ = training.generate_audio(run_dir, n, seed=seed, scale=scale,
-                                                  use_ema=(name == "ema"))
-            entry[name] = evaluate_clips(classifier, clips, train_clips, splits, num_bins, seed,
-                                         cache=feature_cache)
+        entry.update({name: score(training.generate_audio(run_dir, n, seed=seed, scale=scale,
+                                                          use_ema=(name == "ema"))[0])
+                      for name, trained in variants.items() if scale <= trained})
         if with_finest:
-            entry["finest"] = entry["ema"] if scale == top else evaluate_clips(
-                classifier, finest[scale], train_clips, splits, num_bins, seed,
-                cache=feature_cache)
+            entry["finest"] = entry["ema"] if scale == top else score(finest[scale])
         result["scales"][str(scale)] = entry
         if progress:
             print(f"scale {scale}: evaluated {', '.join(k for k in entry if k in variants)}")
