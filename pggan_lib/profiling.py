@@ -240,6 +240,56 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _time_scale(gan, spec, preset, strategy, scale, batch, steps, matmul, on_gpu, rng) -> dict:
+    """One row of :func:`benchmark_scales`: trace, then time ``steps`` steps at ``scale``."""
+    if on_gpu:
+        tf.config.experimental.reset_memory_stats("GPU:0")
+    gan.set_scale(scale)
+    gan.set_alpha(1.0)
+    samples = spec.samples_at_scale(scale)
+    real = tf.constant(rng.uniform(-0.5, 0.5, (batch, samples, 1)).astype(np.float32))
+    labels = tf.zeros((batch,), tf.int32)
+    step = training.make_step_function(gan, strategy, batch, preset.jit_compile)
+    start = time.perf_counter()
+    float(step(real, labels)["d_loss"])  # trace (and XLA-compile)
+    trace = time.perf_counter() - start
+    float(step(real, labels)["d_loss"])  # first run after tracing is slower
+    start = time.perf_counter()
+    for _ in range(steps):
+        out = step(real, labels)
+    float(out["d_loss"])  # waits for the last step
+    seconds = (time.perf_counter() - start) / steps
+    flops = step_flops(spec, scale, batch, preset.n_critic, gan.loss_fns.uses_penalty)
+    rate = config.scale_sample_rate(scale, spec.num_scales, config.DEFAULT_SAMPLE_RATE)
+    if on_gpu:
+        memory = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2 ** 20
+        kind = "GPU peak"
+    else:
+        memory, kind = _peak_rss_mb(), "process peak RSS (cumulative)"
+    return {"scale": int(scale), "samples": samples, "sample_rate": rate,
+            "batch": batch, "g_params": gan.generator.count_params_at_scale(scale),
+            "d_params": gan.critic.count_params_at_scale(scale),
+            "trace_s": trace, "step_s": seconds, "steps_per_s": 1.0 / seconds,
+            "clips_per_s": batch / seconds,
+            "realtime_factor": batch * samples / rate / seconds,
+            "step_flops": flops, "model_gflops_per_s": flops / seconds / 1e9,
+            "fraction_of_matmul": flops / seconds / matmul,
+            "memory_mb": memory, "memory_kind": kind}
+
+
+def _time_generation(generator, spec, batch=16, repeats=5) -> float:
+    """Seconds per compiled call of the finest-scale generator on ``batch`` latents."""
+    generator.set_scale(spec.num_scales - 1)
+    generate = tf.function(lambda z: generator(z, training=False))
+    z = tf.random.normal((batch, spec.latent_dim))
+    generate(z).numpy()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        out = generate(z)
+    out.numpy()
+    return (time.perf_counter() - start) / repeats
+
+
 def benchmark_scales(preset, num_scales=config.DEFAULT_NUM_SCALES, clip_samples=None,
                      steps=5, scales=None, loss="wgan-gp", overrides=None,
                      progress=False, matmul_size=2048) -> dict:
@@ -292,58 +342,17 @@ def benchmark_scales(preset, num_scales=config.DEFAULT_NUM_SCALES, clip_samples=
         strategy = tf.distribute.get_strategy()
         matmul = matmul_flops_per_s(matmul_size)
         batches = preset.per_scale("batch_sizes", num_scales)
-        penalty = gan.loss_fns.uses_penalty
         rng = np.random.default_rng(0)
         rows = []
         for scale in range(num_scales) if scales is None else scales:
-            if on_gpu:
-                tf.config.experimental.reset_memory_stats("GPU:0")
-            gan.set_scale(scale)
-            gan.set_alpha(1.0)
-            batch, samples = int(batches[scale]), spec.samples_at_scale(scale)
-            real = tf.constant(rng.uniform(-0.5, 0.5, (batch, samples, 1)).astype(np.float32))
-            labels = tf.zeros((batch,), tf.int32)
-            step = training.make_step_function(gan, strategy, batch, preset.jit_compile)
-            start = time.perf_counter()
-            float(step(real, labels)["d_loss"])  # trace (and XLA-compile)
-            trace = time.perf_counter() - start
-            float(step(real, labels)["d_loss"])  # first run after tracing is slower
-            start = time.perf_counter()
-            for _ in range(steps):
-                out = step(real, labels)
-            float(out["d_loss"])  # waits for the last step
-            seconds = (time.perf_counter() - start) / steps
-            flops = step_flops(spec, scale, batch, preset.n_critic, penalty)
-            rate = config.scale_sample_rate(scale, num_scales, config.DEFAULT_SAMPLE_RATE)
-            if on_gpu:
-                memory = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2 ** 20
-                kind = "GPU peak"
-            else:
-                memory, kind = _peak_rss_mb(), "process peak RSS (cumulative)"
-            row = {"scale": int(scale), "samples": samples, "sample_rate": rate,
-                   "batch": batch, "g_params": gan.generator.count_params_at_scale(scale),
-                   "d_params": gan.critic.count_params_at_scale(scale),
-                   "trace_s": trace, "step_s": seconds, "steps_per_s": 1.0 / seconds,
-                   "clips_per_s": batch / seconds,
-                   "realtime_factor": batch * samples / rate / seconds,
-                   "step_flops": flops, "model_gflops_per_s": flops / seconds / 1e9,
-                   "fraction_of_matmul": flops / seconds / matmul,
-                   "memory_mb": memory, "memory_kind": kind}
+            row = _time_scale(gan, spec, preset, strategy, scale, int(batches[scale]), steps,
+                              matmul, on_gpu, rng)
             rows.append(row)
             if progress:
-                print(f"scale {scale}: trace {trace:.1f} s, {seconds * 1e3:.1f} ms/step, "
+                print(f"scale {scale}: trace {row['trace_s']:.1f} s, "
+                      f"{row['step_s'] * 1e3:.1f} ms/step, "
                       f"{row['model_gflops_per_s']:.1f} GFLOP/s", flush=True)
-
-        # Generation speed of the finest scale: batch 16, compiled.
-        gan.ema_generator.set_scale(num_scales - 1)
-        generate = tf.function(lambda z: gan.ema_generator(z, training=False))
-        z = tf.random.normal((16, spec.latent_dim))
-        generate(z).numpy()
-        start = time.perf_counter()
-        for _ in range(5):
-            out = generate(z)
-        out.numpy()
-        generation_s = (time.perf_counter() - start) / 5
+        generation_s = _time_generation(gan.ema_generator, spec)
     finally:
         keras.config.set_dtype_policy(previous_policy)
 
