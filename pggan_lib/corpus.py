@@ -715,10 +715,7 @@ def make_demo_corpus(out_dir: str | os.PathLike = config.DEMO_CORPUS_DIR,
     class_names = _check_classes(classes)
     _check_corpus_size(minutes_per_class, sample_rate, max_excerpt_seconds)
     sample_rate = int(sample_rate)
-    program = _instrument_program(instrument)  # validates early
-    instrument = str(instrument).strip()
-    if program is None or instrument.lower() in INSTRUMENT_PROGRAMS:
-        instrument = instrument.lower()
+    instrument = _instrument_name(instrument)
 
     out_dir = Path(out_dir)
     renderer = pick_renderer(sample_rate, warn=True)
@@ -747,7 +744,20 @@ def make_demo_corpus(out_dir: str | os.PathLike = config.DEMO_CORPUS_DIR,
     report.skipped = [(item["source"], item["reason"]) for item in skipped]
     report.seconds_total = round(sum(e["duration_seconds"] for e in entries), 6)
     _remove_stale_files(old_manifest, entries, out_dir, report)
-    manifest = {
+    manifest = _corpus_manifest(settings, class_names, minutes_per_class, max_excerpt_seconds,
+                                report, entries, skipped)
+    manifest_changed = _write_corpus_manifest(out_dir / MANIFEST_NAME, manifest)
+    report.wall_seconds = time.perf_counter() - start
+    if progress and report.nothing_to_do and not manifest_changed:
+        print(f"Corpus {out_dir} is up to date: nothing needed doing "
+              f"({len(report.files_reused)} files verified).")
+    return report
+
+
+def _corpus_manifest(settings, class_names, minutes_per_class, max_excerpt_seconds, report,
+                     entries, skipped) -> dict:
+    """The corpus's ``manifest.json`` content (fields listed in :func:`make_demo_corpus`)."""
+    return {
         **{key: settings[key] for key in ("format", "instrument", "sample_rate", "renderer")},
         "classes": class_names,
         "class_descriptions": {name: CORPUS_CLASSES[name] for name in class_names},
@@ -759,12 +769,15 @@ def make_demo_corpus(out_dir: str | os.PathLike = config.DEMO_CORPUS_DIR,
         "files": entries,
         "skipped": skipped,
     }
-    manifest_changed = _write_corpus_manifest(out_dir / MANIFEST_NAME, manifest)
-    report.wall_seconds = time.perf_counter() - start
-    if progress and report.nothing_to_do and not manifest_changed:
-        print(f"Corpus {out_dir} is up to date: nothing needed doing "
-              f"({len(report.files_reused)} files verified).")
-    return report
+
+
+def _instrument_name(instrument: str) -> str:
+    """The instrument as stored in the manifest (validated: a ValueError names a bad one)."""
+    program = _instrument_program(instrument)
+    instrument = str(instrument).strip()
+    if program is None or instrument.lower() in INSTRUMENT_PROGRAMS:
+        instrument = instrument.lower()
+    return instrument
 
 
 def _check_corpus_size(minutes_per_class, sample_rate, max_excerpt_seconds) -> None:

@@ -706,12 +706,7 @@ def build_dataset(source_dir: str | os.PathLike, out_dir: str | os.PathLike,
                                               for k in sources},
                           clip_samples, clip_seconds, num_scales, num_shards)
 
-    # New files go to out_dir/.partial and replace an old dataset only on success.
-    created_out_dir = not out_dir.exists()
-    partial = out_dir / _PARTIAL_DIR
-    if partial.exists():
-        shutil.rmtree(partial)
-    partial.mkdir(parents=True)
+    partial, created_out_dir = _open_partial(out_dir)
     writers = {split: _ShardWriter(partial, split, shards[split]) for split in SPLITS}
     streams = {split: _StreamWriter(partial, split, num_scales) for split in SPLITS}
     settings = dict(sample_rate=sample_rate, clip_samples=clip_samples, num_scales=num_scales,
@@ -726,25 +721,48 @@ def build_dataset(source_dir: str | os.PathLike, out_dir: str | os.PathLike,
                               stream_lists, skipped, ignored, sample_rate, clip_samples, num_scales,
                               test_fraction, seed, target_db, peak, silence_db, max_gain_db,
                               pad_short)
-    if manifest["splits"]["train"]["num_clips"] + manifest["splits"]["test"]["num_clips"] == 0:
-        shutil.rmtree(partial)
-        if created_out_dir:
-            out_dir.rmdir()
-        raise DatasetError(_nothing_usable_message(source_root, skipped))
-    for split in SPLITS:
-        kept = {s["file"] for s in shard_lists[split]}
-        for name in writers[split].names:
-            if name not in kept:
-                (partial / name).unlink()
+    _finish_build(partial, out_dir, created_out_dir, manifest, writers, shard_lists,
+                  _nothing_usable_message(source_root, skipped))
     warnings += _split_warnings(manifest, classes, seconds_per_file, test_fraction)
-    (partial / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1) + "\n")
-    _install(partial, out_dir)
 
     report = DatasetReport(out_dir=out_dir, manifest=manifest, skipped=list(skipped),
                            ignored=list(ignored), warnings=warnings, seconds_read=seconds_read,
                            wall_seconds=time.perf_counter() - start,
                            peak_rss_mb=_peak_rss_mb())
     return report
+
+
+def _open_partial(out_dir: Path) -> tuple[Path, bool]:
+    """``(out_dir/.partial, whether out_dir is new)``: new files go there first and
+    replace an old dataset only when the build succeeds (:func:`_finish_build`)."""
+    created_out_dir = not out_dir.exists()
+    partial = out_dir / _PARTIAL_DIR
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    return partial, created_out_dir
+
+
+def _finish_build(partial: Path, out_dir: Path, created_out_dir: bool, manifest: dict[str, Any],
+                  writers: dict, shard_lists: dict, nothing_usable: str) -> None:
+    """Drop empty shards, write the manifest and move the new files into ``out_dir``.
+
+    Raises:
+        DatasetError: ``nothing_usable`` when no clip was kept (the partial
+            files, and an ``out_dir`` this build created, are removed first).
+    """
+    if manifest["splits"]["train"]["num_clips"] + manifest["splits"]["test"]["num_clips"] == 0:
+        shutil.rmtree(partial)
+        if created_out_dir:
+            out_dir.rmdir()
+        raise DatasetError(nothing_usable)
+    for split in SPLITS:
+        kept = {s["file"] for s in shard_lists[split]}
+        for name in writers[split].names:
+            if name not in kept:
+                (partial / name).unlink()
+    (partial / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1) + "\n")
+    _install(partial, out_dir)
 
 
 def _write_file_clips(path: Path, entry: dict[str, Any], writer: _ShardWriter,
