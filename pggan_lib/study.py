@@ -344,6 +344,11 @@ def summarize_study(runs: Sequence[dict]) -> dict[str, Any]:
     return {"arms": arms, "real": real}
 
 
+def _mean_std(stat: dict[str, float] | None, digits: int = 2) -> str:
+    """``"mean±std"`` of a :func:`_spread` dict, ``"-"`` for None."""
+    return "-" if stat is None else f"{stat['mean']:.{digits}f}±{stat['std']:.{digits}f}"
+
+
 def format_study_table(summary: dict[str, Any]) -> str:
     """The summary as a plain-text table (mean ± std over seeds, at the budget).
 
@@ -352,9 +357,7 @@ def format_study_table(summary: dict[str, Any]) -> str:
 
     Notebook: chapters/05_training_on_gpu.ipynb
     """
-    def cell(stat, digits=2):
-        return "-" if stat is None else f"{stat['mean']:.{digits}f}±{stat['std']:.{digits}f}"
-
+    cell = _mean_std
     header = (f"{'arm':<13} {'steps':>8} {'EMA FD':>9} {'FD/floor':>9} {'raw FD':>9} "
               f"{'EMA IS':>10} {'flat/real':>10}")
     lines = [header, "-" * len(header)]
@@ -520,7 +523,7 @@ def format_growth_table(summary: dict[str, Any]) -> str:
     Notebook: chapters/05_training_on_gpu.ipynb
     """
     def cell(stat, digits=1):
-        return "-" if stat is None else f"{stat['mean']:.{digits}f}±{stat['std']:.{digits}f}"
+        return _mean_std(stat, digits)
 
     header = (f"{'arm':<11} {'scale':>5} {'CPU-s':>6} {'FD/floor own':>13} "
               f"{'FD/floor finest':>16} {'flat/real':>10}")
