@@ -512,7 +512,7 @@ def _downsample_history(history: dict, points: int = 200) -> dict:
 
 def _load_group(model, path, group):
     with np.load(path) as arrays:
-        meta = json.loads(arrays["__meta__"].tobytes().decode())
+        meta = runs.checkpoint_meta(arrays)
         for i, variable in enumerate(model.variables):
             variable.assign(arrays[f"{group}/{i}"])
     return meta

@@ -35,7 +35,7 @@ __all__ = [
     "METRICS_FILE", "PHASE_METRICS_FILE", "PROVENANCE_FILE",
     "METRIC_NAMES", "HISTORY_COLUMNS",
     "require_run_folder", "read_config", "read_optional_json", "read_history",
-    "has_checkpoint", "RunFolder",
+    "has_checkpoint", "CHECKPOINT_META", "checkpoint_meta", "RunFolder",
 ]
 
 CONFIG_FILE = "config.json"
@@ -117,6 +117,16 @@ def read_history(run_dir: str | os.PathLike) -> dict[str, list]:
                 columns[name].append(int(value) if name in ("step", "phase", "scale")
                                      else float(value))
     return columns
+
+
+#: Name of the JSON metadata array inside a checkpoint ``.npz`` (step, scale,
+#: alpha, phase, checksum, ...; written by ``training.save_checkpoint``).
+CHECKPOINT_META = "__meta__"
+
+
+def checkpoint_meta(arrays) -> dict[str, Any]:
+    """The metadata dict of an opened checkpoint (``np.load(path)``), decoded from its JSON bytes."""
+    return json.loads(arrays[CHECKPOINT_META].tobytes().decode())
 
 
 def has_checkpoint(run_dir: str | os.PathLike) -> bool:

@@ -590,7 +590,7 @@ def save_checkpoint(gan: ProgressiveGAN, path, meta: dict) -> Path:
               for i, v in enumerate(variables)}
     meta = dict(meta, groups={g: len(v) for g, v in gan.state_groups().items()},
                 checksum=_arrays_checksum(arrays))
-    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    arrays[runs.CHECKPOINT_META] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
 
     def write(tmp):
         with open(tmp, "wb") as handle:
@@ -606,7 +606,7 @@ class CheckpointDamaged(RunError):
 def _arrays_checksum(arrays) -> str:
     """SHA-256 over the arrays' names, shapes, dtypes and bytes, in name order."""
     digest = hashlib.sha256()
-    for name in sorted(k for k in arrays if k != "__meta__"):
+    for name in sorted(k for k in arrays if k != runs.CHECKPOINT_META):
         value = np.ascontiguousarray(arrays[name])
         digest.update(f"{name}:{value.dtype.str}:{value.shape};".encode())
         digest.update(value.tobytes())
@@ -632,8 +632,9 @@ def verify_checkpoint(path) -> dict:
         if path.stat().st_size == 0:
             raise ValueError("the file is empty")
         with np.load(path) as stored:
-            meta = json.loads(stored["__meta__"].tobytes().decode())
-            arrays = {name: stored[name] for name in stored.files if name != "__meta__"}
+            meta = runs.checkpoint_meta(stored)
+            arrays = {name: stored[name] for name in stored.files
+                      if name != runs.CHECKPOINT_META}
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as error:
         reason = " ".join(str(error).split()) or type(error).__name__
         raise CheckpointDamaged(f"{path}: damaged checkpoint ({reason})") from None
@@ -664,7 +665,7 @@ def load_checkpoint(gan: ProgressiveGAN, path, groups=None) -> dict:
         RunError: The file does not match this GAN (different spec/preset).
     """
     with np.load(path) as arrays:
-        meta = json.loads(arrays["__meta__"].tobytes().decode())
+        meta = runs.checkpoint_meta(arrays)
         for group, variables in gan.state_groups().items():
             if groups is not None and group not in groups:
                 continue
@@ -1482,9 +1483,9 @@ def load_generator(run_dir, use_ema=True, scale=None):
     run_dir = Path(run_dir)
     config = _run_config(run_dir)
     spec = models.ModelSpec.from_dict(config["model_spec"])
-    keras_path, state_path = run_dir / "generator.keras", run_dir / "run_state.json"
+    keras_path, state_path = run_dir / runs.GENERATOR_FILE, run_dir / runs.STATE_FILE
     if use_ema and keras_path.is_file() and state_path.is_file():
-        trained = int(json.loads(state_path.read_text())["trained_scale"])
+        trained = int(runs.read_optional_json(state_path)["trained_scale"])
         generator = keras.saving.load_model(keras_path, safe_mode=True)  # no code runs from the file
         source = keras_path
     else:
@@ -1495,7 +1496,7 @@ def load_generator(run_dir, use_ema=True, scale=None):
         generator = models.build_generator(spec)
         group = "ema_generator" if use_ema else "generator"
         with np.load(source) as arrays:
-            meta = json.loads(arrays["__meta__"].tobytes().decode())
+            meta = runs.checkpoint_meta(arrays)
             for i, variable in enumerate(generator.variables):
                 variable.assign(arrays[f"{group}/{i}"])
         # Mid fade-in the new scale is only partly there: use the one below.
