@@ -49,11 +49,13 @@ book-check: install
 reference: install demo-data
 	$(PY) data_scripts/make_reference_run.py
 
-# Quality per training CPU-second of the recipes in pggan_lib.study (chapter 5);
+# Quality per training CPU-second of the recipes in pggan_lib.study, then the
+# growth study (the output heads through scales 0-3; chapter 5);
 # finished runs are skipped, so rerunning after a stop continues.
 study: install demo-data
 	$(PGGAN) study --data $(DATASET) --out results/study --seeds 2 --budget-cpu-s 240 \
 	  --first-cpu-s 30
+	$(PGGAN) study --growth --data $(DATASET) --out results/study --seeds 2
 
 benchmarks: install
 	$(PY) benchmarks/bench_training.py --preset reference --steps 5 \

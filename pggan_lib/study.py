@@ -107,6 +107,8 @@ DEFAULT_ARMS = (
 )
 
 
+#: The lever of a growth-study arm that trains the top scale alone (no schedule).
+_NO_GROWTH = "no growth"
 #: Summary file written by :func:`run_growth_study`.
 GROWTH_FILE_NAME = "growth.json"
 #: The architecture lever, trained through several scales: a single-scale study
@@ -116,6 +118,8 @@ GROWTH_ARMS = (
              overrides={"output_skips": False}),
     StudyArm("skip", "architecture", "skip outputs: every scale's output upsampled and summed",
              overrides={"output_skips": True}),
+    StudyArm("direct", _NO_GROWTH, "no growing: the top scale trained alone for the grown "
+             "arms' mean CPU time (WaveGAN's way)", overrides={"output_skips": True}),
 )
 #: The growth study's schedule, scales 0..3 (250 Hz to 2 kHz): the reference
 #: preset's shape at about a fifth of its steps.
@@ -405,12 +409,14 @@ def budget_to_reach(run: dict[str, Any], target_ratio: float, source: str = "ema
 def run_growth_arm(data_dir, run_dir, arm: StudyArm, seed: int,
                    stable_steps: Sequence[int] = GROWTH_STABLE_STEPS,
                    fade_steps: Sequence[int] = GROWTH_FADE_STEPS,
-                   n: int | None = None) -> dict[str, Any]:
+                   n: int | None = None, budget_cpu_s: float | None = None) -> dict[str, Any]:
     """Train one arm through several scales on a fixed schedule, then score every scale.
 
-    Both arms of a growth study take the same steps, so their training
-    CPU-seconds (``time.process_time``, evaluation excluded) are equal up to
-    the architectures' own costs, which the record states.
+    The growing arms take the same steps, so their training CPU-seconds
+    (``time.process_time``, evaluation excluded) are equal up to the
+    architectures' own costs, which the record states. With ``budget_cpu_s``
+    the arm does not grow: it trains the top scale alone until it has spent
+    that much CPU time (the peer of a non-progressive GAN such as WaveGAN).
 
     Args:
         data_dir: Dataset folder.
@@ -420,6 +426,7 @@ def run_growth_arm(data_dir, run_dir, arm: StudyArm, seed: int,
         stable_steps, fade_steps: Per-scale steps; the run grows up to scale
             ``len(stable_steps) - 1``.
         n: Clips per score (default: the test split's size).
+        budget_cpu_s: Train only the top scale, for this many CPU-seconds.
 
     Returns:
         Dict: ``arm``, ``seed``, ``cpu_s``, ``wall_s``, ``steps``, ``top_scale``,
@@ -428,13 +435,20 @@ def run_growth_arm(data_dir, run_dir, arm: StudyArm, seed: int,
         output; ``finest``: the top scale's clips downsampled to scale k).
     """
     manifest = data.read_manifest(data_dir)
+    top = len(stable_steps) - 1
     pad = (0,) * (int(manifest["num_scales"]) - len(stable_steps))
+    stable, fade = tuple(stable_steps) + pad, tuple(fade_steps) + pad
+    if budget_cpu_s is not None:  # the top scale alone, until the budget is spent
+        stable = (0,) * top + (_ENDLESS_STEPS,) + pad
+        fade = (0,) * len(stable)
     preset = get_preset(arm.preset).replace(
-        **arm.overrides, stable_steps=tuple(stable_steps) + pad,
-        fade_steps=tuple(fade_steps) + pad, checkpoint_every=_ENDLESS_STEPS, log_every=50)
+        **arm.overrides, stable_steps=stable, fade_steps=fade, checkpoint_every=_ENDLESS_STEPS,
+        log_every=50)
     cpu, wall = time.process_time(), time.monotonic()
-    history = training.train(data_dir, run_dir, preset=preset, seed=seed, progress=False,
-                             keep_checkpoints=1)
+    history = training.train(
+        data_dir, run_dir, preset=preset, seed=seed, progress=False, keep_checkpoints=1,
+        on_step=None if budget_cpu_s is None else
+        lambda gan, phase, step: time.process_time() - cpu >= budget_cpu_s)
     cpu, wall = time.process_time() - cpu, time.monotonic() - wall
     metrics = evaluation.evaluate_run(run_dir, data_dir, n=n, use_ema=(True,), seed=seed,
                                       write=False)
@@ -444,7 +458,7 @@ def run_growth_arm(data_dir, run_dir, arm: StudyArm, seed: int,
               for k, entry in metrics["scales"].items()}
     return {"arm": arm.to_dict(), "seed": int(seed), "cpu_s": round(cpu, 1),
             "wall_s": round(wall, 1), "steps": int(history["step"][-1]),
-            "top_scale": len(stable_steps) - 1, "n": metrics["n"],
+            "top_scale": top, "n": metrics["n"],
             "stable_steps": list(stable_steps), "fade_steps": list(fade_steps),
             "dataset_fingerprint": data.dataset_fingerprint(manifest), "scales": scales}
 
@@ -467,7 +481,7 @@ def run_growth_study(data_dir, out_dir, runs_dir, arms: Sequence[StudyArm] = GRO
     out_dir, runs_dir = Path(out_dir), Path(runs_dir)
     fingerprint = data.dataset_fingerprint(data.read_manifest(data_dir))
     start, runs = time.monotonic(), []
-    for arm in arms:
+    for arm in sorted(arms, key=lambda a: a.lever == _NO_GROWTH):  # grown arms first
         for seed in seeds:
             path = out_dir / "growth" / f"{arm.name}_seed{seed}.json"
             saved = json.loads(path.read_text()) if path.is_file() else None
@@ -477,7 +491,14 @@ def run_growth_study(data_dir, out_dir, runs_dir, arms: Sequence[StudyArm] = GRO
                     print(f"growth {arm.name} seed {seed}: {arm.description}", flush=True)
                 run_dir = runs_dir / f"growth_{arm.name}_seed{seed}"
                 shutil.rmtree(run_dir, ignore_errors=True)
-                saved = run_growth_arm(data_dir, run_dir, arm, seed, **schedule)
+                grown = [r["cpu_s"] for r in runs
+                         if r["seed"] == seed and r["arm"]["lever"] != _NO_GROWTH]
+                budget = float(np.mean(grown)) if arm.lever == _NO_GROWTH else None
+                if arm.lever == _NO_GROWTH and not grown:
+                    raise ValueError(f"arm {arm.name!r} needs a growing arm to match its "
+                                     f"CPU time")
+                saved = run_growth_arm(data_dir, run_dir, arm, seed, budget_cpu_s=budget,
+                                       **schedule)
                 shutil.rmtree(run_dir, ignore_errors=True)
                 files.write_json(path, saved)
             runs.append(saved)
