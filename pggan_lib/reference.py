@@ -321,8 +321,9 @@ def compare_runs(before: ReferenceRun, after: ReferenceRun) -> list[dict[str, An
     Returns:
         One dict per scale both runs scored: ``scale``, ``sample_rate``, and
         ``(before, after)`` pairs ``own_fd`` (FD / floor of the scale's own
-        output), ``finest_fd`` and ``finest_is`` (FD / floor and IS / real IS of
-        the finest output downsampled to the scale; None where a run lacks it).
+        output), ``finest_fd``, ``finest_is`` and ``finest_flatness`` (FD / floor,
+        IS / real IS and spectral flatness / real flatness of the finest output
+        downsampled to the scale; None where a run lacks it).
 
     Notebook: chapters/05_training_on_gpu.ipynb
     """
@@ -342,7 +343,8 @@ def compare_runs(before: ReferenceRun, after: ReferenceRun) -> list[dict[str, An
 
         rows.append({"scale": scale, "sample_rate": own[1][scale]["sample_rate"],
                      "own_fd": pair(own, "fd_ratio"), "finest_fd": pair(finest, "fd_ratio"),
-                     "finest_is": pair(finest, "is_ratio")})
+                     "finest_is": pair(finest, "is_ratio"),
+                     "finest_flatness": pair(finest, "flatness_ratio")})
     return rows
 
 
@@ -355,23 +357,28 @@ def format_comparison(rows: list[dict[str, Any]]) -> str:
 
     Notebook: chapters/05_training_on_gpu.ipynb
     """
-    header = (f"{'scale':>5} {'rate':>6} | {'FD/floor own':>15} | {'FD/floor finest':>15} | "
-              f"{'IS/real finest':>14}")
-    lines = [header, f"{'':12} | {'before':>7} {'after':>7} | {'before':>7} {'after':>7} | "
-                     f"{'before':>6} {'after':>7}", "-" * len(header)]
+    header = (f"{'scale':>5} {'rate':>6} | {'FD/floor own':>13} | {'FD/floor finest':>15} | "
+              f"{'IS/real':>11} | {'flat/real':>11}")
+    lines = [header, f"{'':12} | {'before':>6} {'after':>6} | {'before':>7} {'after':>7} | "
+                     f"{'before':>5} {'after':>5} | {'before':>5} {'after':>5}",
+             "-" * len(header)]
     for r in rows:
-        own, fin, is_ = _cells(r["own_fd"], 1), _cells(r["finest_fd"], 1), \
-            _cells(r["finest_is"], 2)
-        lines.append(f"{r['scale']:>5} {r['sample_rate']:>6g} | {own[0]:>7} {own[1]:>7} | "
-                     f"{fin[0]:>7} {fin[1]:>7} | {is_[0]:>6} {is_[1]:>7}")
+        own, fin = _cells(r["own_fd"], 1), _cells(r["finest_fd"], 1)
+        is_, flat = _cells(r["finest_is"], 2), _cells(r["finest_flatness"], 2)
+        lines.append(f"{r['scale']:>5} {r['sample_rate']:>6g} | {own[0]:>6} {own[1]:>6} | "
+                     f"{fin[0]:>7} {fin[1]:>7} | {is_[0]:>5} {is_[1]:>5} | "
+                     f"{flat[0]:>5} {flat[1]:>5}")
+    lines.append("IS/real and flat/real: the finished clip taken down to each scale")
     return "\n".join(lines)
 
 
 def _comparison_rows(before: ReferenceRun, after: ReferenceRun) -> list[str]:
     lines = ["| scale | rate (Hz) | FD / floor, own: before | after | FD / floor, finest: "
-             "before | after | IS gen / real, finest: before | after |",
-             "|---|---|---|---|---|---|---|---|"]
+             "before | after | IS gen / real, finest: before | after | flatness gen / real, "
+             "finest: before | after |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in compare_runs(before, after):
-        cells = _cells(r["own_fd"], 1) + _cells(r["finest_fd"], 1) + _cells(r["finest_is"], 2)
+        cells = (_cells(r["own_fd"], 1) + _cells(r["finest_fd"], 1) + _cells(r["finest_is"], 2)
+                 + _cells(r["finest_flatness"], 2))
         lines.append(f"| {r['scale']} | {r['sample_rate']:g} | " + " | ".join(cells) + " |")
     return lines

@@ -150,13 +150,14 @@ def test_summary_markdown_has_a_row_per_scale_with_the_targets(tmp_path):
                     "| 1 | 16000 | 0.70 | 0.90 | yes | 2.0 | 10 | yes | 1.00 | yes |",
                     "| 0 | 250 | 0.50 | 0.90 | yes | 2.0 | 3 | yes | 1.00 | - |",
                     "| 1 | 16000 | 0.70 | 0.90 | yes | 2.0 | 10 | yes | 1.00 | yes |",
-                    "| 0 | 250 | 2.5 | 2.0 | - | 2.0 | - | 0.90 |",
-                    "| 1 | 16000 | 15.0 | 2.0 | - | 2.0 | - | 0.90 |"]
+                    "| 0 | 250 | 2.5 | 2.0 | - | 2.0 | - | 0.90 | - | 1.00 |",
+                    "| 1 | 16000 | 15.0 | 2.0 | - | 2.0 | - | 0.90 | - | 1.00 |"]
     compared = reference.compare_runs(reference.load_reference_run(run_dir),
                                       reference.load_reference_run(after_dir))
     assert compared[1] == {"scale": 1, "sample_rate": 16000.0, "own_fd": (15.0, 2.0),
-                           "finest_fd": (None, 2.0), "finest_is": (None, 0.9)}
+                           "finest_fd": (None, 2.0), "finest_is": (None, 0.9),
+                           "finest_flatness": (None, 1.0)}
     table = reference.format_comparison(compared).splitlines()
-    assert table[-1].split() == ["1", "16000", "|", "15.0", "2.0", "|", "-", "2.0", "|", "-",
-                                 "0.90"]
+    assert table[-2].split() == ["1", "16000", "|", "15.0", "2.0", "|", "-", "2.0", "|", "-",
+                                 "0.90", "|", "-", "1.00"]
     assert max(map(len, table)) <= 76
