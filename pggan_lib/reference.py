@@ -357,18 +357,19 @@ def format_comparison(rows: list[dict[str, Any]]) -> str:
 
     Notebook: chapters/05_training_on_gpu.ipynb
     """
-    header = (f"{'scale':>5} {'rate':>6} | {'FD/floor own':>13} | {'FD/floor finest':>15} | "
-              f"{'IS/real':>11} | {'flat/real':>11}")
-    lines = [header, f"{'':12} | {'before':>6} {'after':>6} | {'before':>7} {'after':>7} | "
-                     f"{'before':>5} {'after':>5} | {'before':>5} {'after':>5}",
+    header = (f"{'scale':>5} {'rate':>5} | {'FD own':>13} | {'FD finest':>13} | "
+              f"{'IS/real':>13} | {'flat/real':>13}")
+    lines = [header, f"{'':11} | {'before':>6} {'after':>6} | {'before':>6} {'after':>6} | "
+                     f"{'before':>6} {'after':>6} | {'before':>6} {'after':>6}",
              "-" * len(header)]
     for r in rows:
         own, fin = _cells(r["own_fd"], 1), _cells(r["finest_fd"], 1)
         is_, flat = _cells(r["finest_is"], 2), _cells(r["finest_flatness"], 2)
-        lines.append(f"{r['scale']:>5} {r['sample_rate']:>6g} | {own[0]:>6} {own[1]:>6} | "
-                     f"{fin[0]:>7} {fin[1]:>7} | {is_[0]:>5} {is_[1]:>5} | "
-                     f"{flat[0]:>5} {flat[1]:>5}")
-    lines.append("IS/real and flat/real: the finished clip taken down to each scale")
+        lines.append(f"{r['scale']:>5} {r['sample_rate']:>5g} | {own[0]:>6} {own[1]:>6} | "
+                     f"{fin[0]:>6} {fin[1]:>6} | {is_[0]:>6} {is_[1]:>6} | "
+                     f"{flat[0]:>6} {flat[1]:>6}")
+    lines.append("FD: over the real floor; own: each scale's output; finest, IS/real and")
+    lines.append("flat/real: the finished clip taken down to each scale")
     return "\n".join(lines)
 
 

@@ -158,6 +158,6 @@ def test_summary_markdown_has_a_row_per_scale_with_the_targets(tmp_path):
                            "finest_fd": (None, 2.0), "finest_is": (None, 0.9),
                            "finest_flatness": (None, 1.0)}
     table = reference.format_comparison(compared).splitlines()
-    assert table[-2].split() == ["1", "16000", "|", "15.0", "2.0", "|", "-", "2.0", "|", "-",
+    assert table[-3].split() == ["1", "16000", "|", "15.0", "2.0", "|", "-", "2.0", "|", "-",
                                  "0.90", "|", "-", "1.00"]
     assert max(map(len, table)) <= 76
