@@ -907,9 +907,9 @@ def _finish_phase_hook(run_dir, schedule, global_step, on_phase_end):
 def _save_generator(gan, run_dir, phase, global_step):
     """The EMA generator as ``generator.keras`` + ``run_state.json`` (for generate)."""
     run_dir = Path(run_dir)
-    files.atomic_write(run_dir / "generator.keras", lambda tmp: gan.ema_generator.save(tmp),
+    files.atomic_write(run_dir / runs.GENERATOR_FILE, lambda tmp: gan.ema_generator.save(tmp),
                   suffix=".tmp.keras")
-    files.write_json(run_dir / "run_state.json",
+    files.write_json(run_dir / runs.STATE_FILE,
                 {"trained_scale": phase.scale, "phase": phase.index, "phase_kind": phase.kind,
                  "global_step": global_step})
 
@@ -999,7 +999,7 @@ class TrainingRun:
 
     @property
     def history_path(self) -> Path:
-        return self.run_dir / "history.csv"
+        return self.run_dir / runs.HISTORY_FILE
 
     @property
     def total_steps(self) -> int:
@@ -1013,7 +1013,7 @@ class TrainingRun:
 
 def _write_run_config(run: TrainingRun) -> None:
     options, manifest = run.options, run.manifest
-    files.write_json(run.run_dir / "config.json", {
+    files.write_json(run.run_dir / runs.CONFIG_FILE, {
         "preset": dataclasses.asdict(run.preset), "model_spec": run.spec.to_dict(),
         "loss": options["loss"], "activation": options["activation"],
         "conditional": options["conditional"], "seed": options["seed"],
