@@ -483,12 +483,13 @@ def _add_ablate_parser(subparsers) -> None:
             "Train every arm of the grid hidden activation {leaky, linear, report} x loss "
             "{wgan-gp, report} (plus critic-output arms) for several seeds on the first "
             "scales, with the same budget per arm; probe every checkpoint (sign bias, "
-            "saturation, activation magnitudes, spectral distance to real test clips) and "
+            "saturation, activation magnitudes, spectral distance to real test clips; with "
+            "the learn budget also FD, IS, NDB/K and tonality of the EMA generator) and "
             "write OUT/runs/*.json, OUT/results.json (machine, wall time, summary, verdicts "
             "on the report's claims) and PNG figures. Finished runs are skipped, so a "
             "stopped grid resumes. A diverged (NaN) run is recorded and the grid goes on."),
         epilog="example:\n  pggan ablate --data data/demo_dataset --out results/ablation "
-               "--seeds 3 --scales 3 --budget full",
+               "--seeds 3 --scales 2 --budget learn",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="dataset folder")
     parser.add_argument("--out", type=Path, required=True,
@@ -498,10 +499,11 @@ def _add_ablate_parser(subparsers) -> None:
                              "folder, deleted afterwards)")
     parser.add_argument("--seeds", type=_positive_int, default=3,
                         help="seeds per arm, 0 .. N-1 (default 3)")
-    parser.add_argument("--scales", type=_positive_int, default=3,
-                        help="scales trained per run, from the coarsest (default 3)")
-    parser.add_argument("--budget", default="full",
-                        help="steps per phase: full | quick | tiny (default full)")
+    parser.add_argument("--scales", type=_positive_int, default=2,
+                        help="scales trained per run, from the coarsest (default 2)")
+    parser.add_argument("--budget", default="learn",
+                        help="steps per phase and scoring: learn | full | quick | tiny "
+                             "(default learn)")
     parser.add_argument("--arms", nargs="*", default=None,
                         help="only these arm names (default: the whole grid)")
     parser.set_defaults(handler=_run_ablate)

@@ -31,6 +31,8 @@ from pggan_lib.profiling import machine_description
 
 __all__ = [
     "StudyArm",
+    "Scorer",
+    "power_law_reach",
     "DEFAULT_ARMS",
     "evaluation_points",
     "run_study_arm",
@@ -143,8 +145,20 @@ def evaluation_points(budget_cpu_s: float, first_cpu_s: float) -> list[float]:
     return points + [float(budget_cpu_s)]
 
 
-class _Scorer:
-    """Scores generators of one scale against the real test split (features cached)."""
+class Scorer:
+    """Scores clips of one scale against the real test split (features cached).
+
+    Args:
+        data_dir: Dataset folder (its classifier of ``scale`` is loaded or trained).
+        scale: Scale index.
+        n: Real test clips used as the reference (and generated clips per score).
+        seed: Seed of the latents and of NDB's k-means.
+
+    Attributes:
+        real: Metrics of the first ``n`` real test clips (the floors and ceilings).
+
+    Notebook: chapters/05_training_on_gpu.ipynb
+    """
 
     def __init__(self, data_dir, scale, n, seed):
         self.scale, self.seed = scale, seed
@@ -153,26 +167,34 @@ class _Scorer:
         test = data.load_clips(data_dir, "test", scale)[0]
         self.n = min(int(n), len(test))
         self.cache: dict = {}
-        self.real = self._metrics(test[:self.n])
+        self.real = self.metrics(test[:self.n])
         self.z = None
 
-    def _metrics(self, clips):
+    def metrics(self, clips) -> dict[str, float]:
+        """FD, IS, NDB/K and spectral flatness of ``clips`` ``(N, samples[, 1])``."""
         m = evaluation.evaluate_clips(self.classifier, clips, self.train, seed=self.seed,
                                       cache=self.cache)
         return {k: m[k] for k in ("frechet_distance", "inception_score", "ndb_over_k",
                                   "spectral_flatness")}
 
+    def with_ratios(self, clips) -> dict[str, float]:
+        """:meth:`metrics` plus ``fd_ratio`` (FD / real floor), ``is_ratio`` (IS / real IS)
+        and ``flatness_ratio`` (flatness / real flatness)."""
+        m = self.metrics(clips)
+        real = self.real
+        return {**m, "fd_ratio": m["frechet_distance"] / real["frechet_distance"],
+                "is_ratio": m["inception_score"] / real["inception_score"],
+                "flatness_ratio": m["spectral_flatness"] / real["spectral_flatness"]}
+
     def score(self, gan) -> dict[str, Any]:
+        """:meth:`metrics` of the EMA and the raw generator of ``gan`` (None: non-finite)."""
         if self.z is None:
             self.z = np.random.default_rng(self.seed + 11).standard_normal(
                 (self.n, gan.latent_dim)).astype(np.float32)
         result = {}
         for name, generator in (("ema", gan.ema_generator), ("raw", gan.generator)):
             clips = np.asarray(generator(self.z, training=False), np.float32)
-            if not np.all(np.isfinite(clips)):
-                result[name] = None
-                continue
-            result[name] = self._metrics(clips)
+            result[name] = self.metrics(clips) if np.all(np.isfinite(clips)) else None
         return result
 
 
@@ -200,7 +222,7 @@ def run_study_arm(data_dir, run_dir, arm: StudyArm, seed: int, budget_cpu_s: flo
     """
     if scale != 0:
         raise ValueError("run_study_arm trains the coarsest scale only (scale=0)")
-    scorer = _Scorer(data_dir, scale, n, seed)
+    scorer = Scorer(data_dir, scale, n, seed)
     preset = get_preset(arm.preset).replace(
         **arm.overrides, stable_steps=_ENDLESS_STEPS, checkpoint_every=_ENDLESS_STEPS,
         log_every=50)
@@ -395,15 +417,40 @@ def budget_to_reach(run: dict[str, Any], target_ratio: float, source: str = "ema
     """
     real = run["real"][key]
     pairs = [(p["cpu_s"], p[source][key]) for p in run["points"]
-             if p.get(source) and p[source][key] > real and p["cpu_s"] > 0]
+             if p.get(source) and p["cpu_s"] > 0]
+    return power_law_reach([c for c, _ in pairs], [m for _, m in pairs], real, target_ratio,
+                           "cpu_s")
+
+
+def power_law_reach(spent: Sequence[float], values: Sequence[float], real: float,
+                    target_ratio: float, unit: str = "cpu_s") -> dict[str, Any] | None:
+    """Extrapolate a falling curve ``values(spent)`` to where it reaches ``target_ratio * real``.
+
+    Fits ``log(value - real) = a + b log(spent)`` over the points with
+    ``value > real`` and solves for ``value = target_ratio * real``.
+
+    Args:
+        spent: The budget at each point (CPU-seconds, steps; > 0).
+        values: The metric there (lower is better).
+        real: The real floor of the metric.
+        target_ratio: Wanted ``value / real`` (> 1).
+        unit: Key under which the budget is returned.
+
+    Returns:
+        ``{"slope": b, unit: budget, "points": n, "reached": bool}`` (the budget
+        None when the curve does not fall), or None with fewer than 2 usable points.
+
+    Notebook: chapters/05_training_on_gpu.ipynb
+    """
+    pairs = [(x, m) for x, m in zip(spent, values) if x > 0 and m > real]
     if len(pairs) < 2:
         return None
     x, y = np.log([c for c, _ in pairs]), np.log([m - real for _, m in pairs])
     slope, intercept = np.polyfit(x, y, 1)
-    reached = pairs[-1][1] <= target_ratio * real
+    reached = values[-1] <= target_ratio * real
     budget = (float(np.exp((np.log((target_ratio - 1.0) * real) - intercept) / slope))
               if slope < 0 else None)
-    return {"slope": float(slope), "cpu_s": budget, "points": len(pairs), "reached": reached}
+    return {"slope": float(slope), unit: budget, "points": len(pairs), "reached": bool(reached)}
 
 
 def run_growth_arm(data_dir, run_dir, arm: StudyArm, seed: int,

@@ -228,3 +228,107 @@ def test_verdicts_on_constructed_results():
     assert verdicts["c"]["verdict"] == "not reproduced"
     assert verdicts["d"]["verdict"] == "not reproduced"
     assert verdicts["e"]["verdict"] == "not reproduced"
+
+
+# ------------------------------------------------------------------ scored grids
+def test_compare_groups_exact_permutation_and_bootstrap():
+    separated = ablation.compare_groups([1.0, 2.0, 3.0], [11.0, 12.0, 13.0])
+    assert separated["difference"] == pytest.approx(10.0)
+    # 3 vs 3: 20 splits, the observed one and its mirror are the most extreme.
+    assert separated["p"] == pytest.approx(2 / 20)
+    low, high = separated["ci95"]
+    assert 8.0 <= low < 10.0 < high <= 12.0   # resampled means stay within the groups' ranges
+    same = ablation.compare_groups([1.0, 2.0, 3.0], [3.0, 2.0, 1.0])
+    assert same["difference"] == pytest.approx(0.0) and same["p"] == pytest.approx(1.0)
+    empty = ablation.compare_groups([None, float("nan")], [1.0])
+    assert empty["difference"] is None and empty["n"] == [0, 1]
+
+
+def _scored(run, fd_values, is_ratio, floor=2.0):
+    """Give a fake run scored probes at its last scale (FD falling as fd_values)."""
+    for probe, fd in zip(run["probes"], fd_values):
+        probe["quality"] = {"frechet_distance": fd, "fd_ratio": fd / floor,
+                            "inception_score": is_ratio, "is_ratio": is_ratio,
+                            "flatness_ratio": 1.0}
+    run["final"] = run["probes"][-1]
+    run["metrics"] = {"2": run["probes"][-1]["quality"]}
+    return run
+
+
+def test_scored_verdicts_quality_table_and_extrapolation():
+    runs = []
+    for seed in range(3):
+        runs.append(_scored(_fake_run(Arm("leaky", "wgan-gp"), seed, 0.5, 0.0,
+                                      deltas=(3, 2, 1)),
+                            (2.0 + 64, 2.0 + 32, 2.0 + 16), 0.5 + 0.01 * seed))
+        runs.append(_scored(_fake_run(Arm("report", "report"), seed, 0.1, 0.0,
+                                      deltas=(3, 2, 1)),
+                            (2.0 + 80, 2.0 + 40, 2.0 + 20), 0.8 + 0.01 * seed))
+    verdicts = {v["claim"]: v for v in ablation.compute_verdicts(runs)}
+    assert verdicts["e"]["numbers"]["measure"] == "FD"
+    assert verdicts["f"]["verdict"] == "reproduced"   # IS ratio 0.8 against 0.5
+    assert verdicts["f"]["numbers"]["report_minus_baseline"]["difference"] == pytest.approx(0.3)
+    rows = {r["arm"]: r for r in ablation.quality_table(runs)}
+    base = rows[ablation.BASELINE_ARM]
+    assert base["fd_ratio"]["mean"] == pytest.approx(9.0)   # (2 + 16) / 2
+    assert rows[ablation.REPORT_ARM]["fd_ratio_vs_baseline"]["difference"] == pytest.approx(2.0)
+    assert "0.10" in ablation.format_quality_table(list(rows.values()))
+    # The fit is the least-squares line through log(FD - floor) against log(step).
+    fits = ablation.steps_to_reach(runs, target_ratio=3.0)
+    assert len(fits) == 3 and fits[0]["fd_ratio"] == pytest.approx(9.0)
+    slope = np.polyfit(np.log([10, 20, 30]), np.log([64, 32, 16]), 1)[0]
+    assert fits[0]["fit"]["slope"] == pytest.approx(slope)
+    assert fits[0]["fit"]["steps"] > 30 and not fits[0]["fit"]["reached"]
+
+    # IS no higher under the report's changes: not reproduced.
+    for run in runs:
+        run["metrics"]["2"]["is_ratio"] = 0.5
+    verdicts = {v["claim"]: v for v in ablation.compute_verdicts(runs)}
+    assert verdicts["f"]["verdict"] == "not reproduced"
+
+
+def test_budget_changes_reach_the_preset():
+    budget = ablation.BUDGETS["learn"]
+    preset = budget.preset(2, 7)
+    assert preset.output_skips is False and budget.score_quality
+    assert preset.stable_steps[:3] == (800, 600, 0) and preset.fade_steps[:3] == (0, 200, 0)
+
+
+def test_a_scored_run_records_metrics_by_scale(tmp_path, tiny_dataset):
+    budget = ablation.AblationBudget("scored", base_preset="tiny", stable_steps=(3, 3),
+                                     fade_steps=(2,), probe_every=4, num_probe_clips=4,
+                                     score_quality=True)
+    run = ablation.run_arm(tiny_dataset, tmp_path / "run", Arm("leaky", "wgan-gp"), 0, budget,
+                           scales=2)
+    assert set(run["metrics"]) == {"0", "1"}
+    from pggan_lib import study
+
+    for scale, quality in run["metrics"].items():
+        real = study.Scorer(tiny_dataset, int(scale), n=10 ** 9, seed=0).real  # the floor
+        assert quality["fd_ratio"] == pytest.approx(quality["frechet_distance"]
+                                                    / real["frechet_distance"])
+        assert quality["is_ratio"] == pytest.approx(quality["inception_score"]
+                                                    / real["inception_score"])
+    # The last probe of each scale is the one kept.
+    last = [p for p in run["probes"] if p["scale"] == 1][-1]
+    assert run["metrics"]["1"] == last["quality"]
+    assert all("quality" in p for p in run["probes"])
+
+
+def test_verdict_changes_and_quality_figure():
+    before = [{"claim": "c", "statement": "s", "verdict": "reproduced"},
+              {"claim": "d", "statement": "t", "verdict": "partly"}]
+    after = [{"claim": "c", "statement": "s", "verdict": "not reproduced"},
+             {"claim": "d", "statement": "t", "verdict": "partly"},
+             {"claim": "f", "statement": "u", "verdict": "reproduced"}]
+    assert ablation.verdict_changes(before, after) == [
+        {"claim": "c", "statement": "s", "before": "reproduced", "after": "not reproduced"}]
+    runs = [_fake_run(Arm("leaky", "wgan-gp"), seed, 0.5, 0.0) for seed in range(2)]
+    results = {"runs": runs, "summary": ablation.summarize(runs)}
+    assert ablation.figure_quality(results) is None   # nothing scored
+    for seed, run in enumerate(runs):
+        _scored(run, (10.0 + seed, 8.0, 6.0), 0.5)
+    fig = ablation.figure_quality(results)
+    line = fig.axes[0].lines[0]
+    assert list(line.get_xdata()) == [10, 20, 30]
+    assert list(line.get_ydata()) == pytest.approx([5.25, 4.0, 3.0])   # seed mean of FD / 2
