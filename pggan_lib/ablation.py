@@ -900,8 +900,6 @@ def compare_groups(a, b, resamples: int = 10_000, seed: int = 0) -> dict:
     Returns:
         ``{"difference", "ci95": [low, high], "p": p-value, "n": [len(a), len(b)]}``,
         or values None when a group is empty.
-
-    Notebook: chapters/04_activation_and_loss.ipynb
     """
     a = np.array([v for v in a if v is not None and math.isfinite(v)], float)
     b = np.array([v for v in b if v is not None and math.isfinite(v)], float)

@@ -156,8 +156,6 @@ class Scorer:
 
     Attributes:
         real: Metrics of the first ``n`` real test clips (the floors and ceilings).
-
-    Notebook: chapters/05_training_on_gpu.ipynb
     """
 
     def __init__(self, data_dir, scale, n, seed):
@@ -439,8 +437,6 @@ def power_law_reach(spent: Sequence[float], values: Sequence[float], real: float
     Returns:
         ``{"slope": b, unit: budget, "points": n, "reached": bool}`` (the budget
         None when the curve does not fall), or None with fewer than 2 usable points.
-
-    Notebook: chapters/05_training_on_gpu.ipynb
     """
     pairs = [(x, m) for x, m in zip(spent, values) if x > 0 and m > real]
     if len(pairs) < 2:
