@@ -5,7 +5,8 @@ The source report makes five claims about its changes to PGGAN for audio
 ``|D(G(z)) - D(x)|`` whatever its sign; (b) its constants avoid a dead point
 at zero; (c) its activation ``tanh(x) + x/alpha`` removes the sign bias that
 LeakyReLU gives generated audio; (d) it avoids the NaN that a linear activation
-runs into; (e) ``Delta`` trending down means the generator improves. This
+runs into; (e) ``Delta`` trending down means the generator improves; and it
+reports a headline result (f): an Inception Score of up to 7.01. This
 module trains a grid ``hidden activation x loss`` (plus arms that change the
 critic's output activation) for several seeds with the same budget, measures
 every run, and turns the measurements into verdicts, all in code.
@@ -15,9 +16,12 @@ One run (:func:`run_arm`) calls :func:`training.train` on the first
 checkpoint (the run folder is scratch space), then *probes* each checkpoint:
 generated audio of a fixed latent batch (sign bias, saturation, spectral
 distance to real test clips of the same scale), activation magnitudes per
-block of generator and critic, and, on the last checkpoint, the effect of one
-critic gradient step on the gap (claim a). A run that diverges is recorded
-(step, scale) and the grid goes on.
+block of generator and critic, with a scored budget the evaluation metrics of
+the EMA generator (FD, IS, NDB/K, flatness, and their ratios to the real
+clips'), and, on the last checkpoint, the effect of one critic gradient step
+on the gap (claim a). A run that diverges is recorded (step, scale) and the
+grid goes on. Arms are compared with their seed spread and a permutation test
+(:func:`compare_groups`); claim (f) is the report's Inception Score headline.
 
 Notebook: chapters/04_activation_and_loss.ipynb
 """

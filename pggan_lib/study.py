@@ -116,6 +116,9 @@ GROWTH_FILE_NAME = "growth.json"
 #: The architecture lever, trained through several scales: a single-scale study
 #: cannot show it, since the two generators differ only once the network grows.
 GROWTH_ARMS = (
+    StudyArm("old_recipe", "baseline", "the reference preset before the study (fixed "
+             "clips, no augmentation, EMA 0.999, learning rate 1e-3), PGGAN's head",
+             overrides={**_OLD, "output_skips": False}),
     StudyArm("pggan_head", "architecture", "PGGAN: the output is the newest scale's head",
              overrides={"output_skips": False}),
     StudyArm("skip", "architecture", "skip outputs: every scale's output upsampled and summed",
