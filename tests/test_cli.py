@@ -152,6 +152,8 @@ def test_error_messages(tone_dataset, trained_run, tmp_path, capsys):
          "unknown arm(s) fastest; arms: old_reference, windows"),
         (("study", "--data", tone_dataset, "--out", tmp_path / "s", "--budget-cpu-s", "10",
           "--first-cpu-s", "20"), "--first-cpu-s 20 is larger than --budget-cpu-s 10"),
+        (("ablate", "--data", tone_dataset, "--out", tmp_path / "a", "--budget", "huge"),
+         "unknown --budget 'huge'; choose one of learn, full, quick, tiny"),
     ]
     # Manifests that are not what they should be: one line naming the file and the field.
     manifest_cases = {"not_json": ("{oops", "not valid JSON (Expecting property name"),

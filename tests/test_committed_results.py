@@ -83,3 +83,29 @@ def test_committed_summary_is_what_the_metrics_say():
     assert (RUN / reference.SUMMARY_FILE).read_text() == reference.summary_markdown(
         run, previous=previous)
     assert "spectral_flatness" in run.metrics["scales"]["6"]["ema"]
+
+
+def test_committed_ablation_grid_is_scored_and_its_verdicts_follow_from_its_runs():
+    """``results/ablation`` (``make ablation``): every arm x seed scored per scale, and the
+    stored verdicts are what the library computes from the stored runs today."""
+    import json as _json
+
+    from pggan_lib import ablation
+
+    folder = config.RESULTS_DIR / "ablation"
+    stored = _json.loads((folder / "results.json").read_text())
+    meta = stored["meta"]
+    assert meta["budget"]["name"] == "learn" and meta["budget"]["score_quality"]
+    assert meta["command"].startswith("pggan ablate ") and "--budget learn" in meta["command"]
+    results = ablation.load_results(folder, budget="learn", scales=meta["scales"])
+    assert len(results["runs"]) == len(meta["arms"]) * len(meta["seeds"]) == 21
+    for run in results["runs"]:
+        if run["diverged"]:
+            continue
+        assert sorted(run["metrics"], key=int) == [str(k) for k in range(meta["scales"])]
+        for quality in run["metrics"].values():
+            assert quality["fd_ratio"] > 0 and quality["is_ratio"] > 0
+    assert [v["claim"] for v in stored["verdicts"]] == list(ablation.CLAIM_RULES)
+    assert [v["verdict"] for v in stored["verdicts"]] == [
+        v["verdict"] for v in results["verdicts"]]
+    assert (folder / "quality.png").is_file()
