@@ -35,6 +35,7 @@ from keras import ops
 
 __all__ = [
     "EqualizedConv1D",
+    "EqualizedConv2D",
     "EqualizedDense",
     "PixelNorm",
     "MinibatchStdDev",
@@ -128,6 +129,56 @@ class EqualizedConv1D(keras.layers.Layer):
         config = super().get_config()
         config.update(filters=self.filters, kernel_size=self.kernel_size, gain=self.gain,
                       use_bias=self.use_bias, padding=self.padding, strides=self.strides)
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class EqualizedConv2D(keras.layers.Layer):
+    """2-D convolution with PGGAN's equalised learning rate (for spectrogram models).
+
+    As :class:`EqualizedConv1D`, over ``(frames, bins)``: the kernel
+    ``(k, k, in, out)`` is stored ~ N(0, 1) and scaled at run time by
+    ``gain / sqrt(k * k * in_channels)``; "same" padding, stride 1.
+
+    Args:
+        filters: Output channels.
+        kernel_size: Side of the square kernel.
+        gain: Numerator of He's constant.
+        use_bias: Add a bias (initialised to 0).
+
+    Input shape: ``(batch, frames, bins, in_channels)``.
+    Output shape: ``(batch, frames, bins, filters)``.
+    """
+
+    def __init__(self, filters, kernel_size, gain=math.sqrt(2.0), use_bias=True, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = int(filters)
+        self.kernel_size = int(kernel_size)
+        self.gain = float(gain)
+        self.use_bias = bool(use_bias)
+
+    def build(self, input_shape):
+        in_channels = int(input_shape[-1])
+        k = self.kernel_size
+        self.kernel = self.add_weight(
+            name="kernel", shape=(k, k, in_channels, self.filters),
+            initializer=keras.initializers.RandomNormal(0.0, 1.0))
+        self.bias = (self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
+                     if self.use_bias else None)
+        self.runtime_scale = self.gain / math.sqrt(k * k * in_channels)
+
+    def call(self, inputs):
+        kernel = self.kernel * ops.cast(self.runtime_scale, self.kernel.dtype)
+        outputs = ops.conv(inputs, kernel, padding="same", data_format="channels_last")
+        return outputs + self.bias if self.use_bias else outputs
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.filters,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.filters, kernel_size=self.kernel_size, gain=self.gain,
+                      use_bias=self.use_bias)
         return config
 
 

@@ -49,6 +49,7 @@ from pggan_lib.layers import (ACTIVATION_NAMES, Downsample1D, EqualizedConv1D, E
 
 __all__ = [
     "ModelSpec",
+    "ProgressiveModel",
     "default_activation_alphas",
     "ProgressiveGenerator",
     "ProgressiveCritic",
@@ -184,7 +185,7 @@ class ModelSpec:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(values) - known
         if unknown:
-            raise ValueError(f"ModelSpec.from_dict: unknown keys {sorted(unknown)}")
+            raise ValueError(f"{cls.__name__}.from_dict: unknown keys {sorted(unknown)}")
         return cls(**values)
 
 
@@ -203,13 +204,21 @@ def _split_inputs(inputs, conditional, who):
     return inputs, None
 
 
-class _Progressive(keras.Model):
-    """What generator and critic share: spec, scale, fade variable, config."""
+class ProgressiveModel(keras.Model):
+    """What every progressive generator and critic shares: spec, scale, fade variable, config.
+
+    Subclasses build one block per scale in ``__init__``, then call
+    ``_build_all_scales``; they define ``_dummy_inputs(scale)`` and
+    ``_layers_for_scale(scale)``. ``spec_class`` is the dataclass of their
+    spec (``to_dict``/``from_dict``, ``num_scales``).
+    """
+
+    spec_class = ModelSpec
 
     def __init__(self, spec, scale=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(spec, dict):
-            spec = ModelSpec.from_dict(spec)
+            spec = self.spec_class.from_dict(spec)
         self.spec = spec
         self._scale = spec.num_scales - 1
         self.fade = FadeIn(initial_alpha=1.0, name="fade")
@@ -278,14 +287,14 @@ class _Progressive(keras.Model):
     def from_config(cls, config):
         config = dict(config)
         scale = config.pop("scale", None)
-        model = cls(ModelSpec.from_dict(config.pop("spec")), **config)
+        model = cls(cls.spec_class.from_dict(config.pop("spec")), **config)
         if scale is not None:
             model.set_scale(scale)
         return model
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class ProgressiveGenerator(_Progressive):
+class ProgressiveGenerator(ProgressiveModel):
     """Progressive waveform generator over ``spec.num_scales`` scales.
 
     Args:
@@ -405,7 +414,7 @@ class ProgressiveGenerator(_Progressive):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class ProgressiveCritic(_Progressive):
+class ProgressiveCritic(ProgressiveModel):
     """Progressive critic (WGAN discriminator) over ``spec.num_scales`` scales.
 
     Args:
