@@ -26,15 +26,19 @@ import keras
 import numpy as np
 from keras import ops
 
+from pggan_lib import spectral
 from pggan_lib.layers import (ACTIVATION_NAMES, EqualizedConv2D, EqualizedDense, FadeIn,
                               MinibatchStdDev, PixelNorm, make_activation)
 from pggan_lib.models import ModelSpec, ProgressiveModel, default_activation_alphas
+from pggan_lib.spectral import SpectralSpec
 
 __all__ = [
     "SpectralModelSpec",
     "SpectralGenerator",
     "SpectralCritic",
     "spectral_pyramid",
+    "representation_tensor",
+    "waveforms",
 ]
 
 _PACKAGE = "pggan"
@@ -310,3 +314,60 @@ class _Downsample2D(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         b, f, n, c = input_shape
         return (b, None if f is None else f // 2, None if n is None else n // 2, c)
+
+
+def representation_tensor(clips, stft: SpectralSpec, frames: int, bins: int):
+    """Clips to the models' input in the graph: :func:`spectral.to_magnitude_if`, cropped.
+
+    The same numbers as the NumPy/librosa version (zero-padded centred frames,
+    periodic Hann window), computed with ``keras.ops`` so that a training step
+    can turn real waveform windows into spectrograms on the fly. The STFT's
+    last frame and its Nyquist bin are cropped so that frames and bins halve
+    evenly down the pyramid (GANSynth crops the same way).
+
+    Args:
+        clips: ``(batch, samples)`` or ``(batch, samples, 1)`` float tensor.
+        stft: FFT size and hop (linear frequency axis).
+        frames, bins: Size kept (at most the STFT's ``1 + samples // hop`` and
+            ``n_fft // 2 + 1``).
+
+    Returns:
+        float32 tensor ``(batch, frames, bins, 2)``.
+    """
+    x = ops.convert_to_tensor(clips, "float32")
+    if len(x.shape) == 3:
+        x = x[..., 0]
+    half = stft.n_fft // 2
+    x = ops.pad(x, [[0, 0], [half, half]])
+    real, imag = ops.stft(x, stft.n_fft, stft.hop_length, stft.n_fft, window="hann",
+                          center=False)
+    real, imag = real[:, :frames, :bins], imag[:, :frames, :bins]
+    magnitude = ops.sqrt(real * real + imag * imag)
+    log_magnitude = ops.log(ops.maximum(magnitude, spectral.MAGNITUDE_FLOOR))
+    phase = ops.arctan2(imag, real)
+    advance = phase - ops.pad(phase[:, :-1], [[0, 0], [1, 0], [0, 0]])
+    wrapped = ops.mod(advance + np.pi, 2.0 * np.pi) - np.pi
+    return ops.stack([log_magnitude, wrapped / np.pi], axis=-1)
+
+
+def waveforms(representation: np.ndarray, stft: SpectralSpec, samples: int) -> np.ndarray:
+    """Inverse of :func:`representation_tensor` (the cropped frame and bin restored as silence).
+
+    Args:
+        representation: ``(N, frames, bins, 2)`` (log magnitude, IF) or ``(..., 1)``
+            (log magnitude only: the phase is then estimated by Griffin-Lim).
+        stft: The :class:`spectral.SpectralSpec` it was made with.
+        samples: Samples per clip.
+
+    Returns:
+        float32 ``(N, samples)``.
+    """
+    r = np.asarray(representation, np.float32)
+    full_frames, full_bins = stft.frames(samples), stft.linear_bins
+    pad = [(0, 0), (0, full_frames - r.shape[1]), (0, full_bins - r.shape[2]), (0, 0)]
+    padded = np.pad(r, pad)
+    padded[:, r.shape[1]:, :, 0] = np.log(spectral.MAGNITUDE_FLOOR)
+    padded[:, :, r.shape[2]:, 0] = np.log(spectral.MAGNITUDE_FLOOR)
+    if r.shape[-1] == 1:
+        return spectral.from_magnitude_griffin_lim(padded, stft, samples)
+    return spectral.from_magnitude_if(padded, stft, samples)
