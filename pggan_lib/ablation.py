@@ -486,8 +486,10 @@ def _summarize_step_effect(effect) -> dict:
     gap0, gap1 = effect["gap_before"], effect["gap_after"]
     widen = np.abs(gap1) - np.abs(gap0)
     level = effect["level_after"] - effect["level_before"]
-    out = {"ties": int(np.sum(gap0 == 0))}
-    for name, mask in (("fake_above", gap0 > 0), ("fake_below", gap0 < 0)):
+    # A critic whose outputs are already huge can overflow float32 in one step.
+    finite = np.isfinite(widen) & np.isfinite(level)
+    out = {"ties": int(np.sum(gap0 == 0)), "non_finite": int(np.sum(~finite))}
+    for name, mask in (("fake_above", (gap0 > 0) & finite), ("fake_below", (gap0 < 0) & finite)):
         n = int(mask.sum())
         out[name] = {"count": n,
                      "mean_abs_gap_change": float(widen[mask].mean()) if n else None,
@@ -967,11 +969,17 @@ def _verdict_loss_widens_gap(runs) -> dict:
     """Claim (a) The critic's step under the report's loss widens |gap| for both signs?"""
     effects = {loss: {"fake_above": [], "fake_below": [], "level_vs_gap": []}
                for loss in losses.LOSS_NAMES}
+    non_finite = 0
     for run in runs:
         for loss, effect in (run.get("step_effect") or {}).items():
+            non_finite += int(effect.get("non_finite", 0))
             for side in ("fake_above", "fake_below"):
                 part = effect.get(side) or {}
-                if part.get("count"):
+                # No mean change beside a count: every change was inf/NaN (grids
+                # summarised before non-finite changes were left out).
+                if part.get("count") and part.get("mean_abs_gap_change") is None:
+                    non_finite += part["count"]
+                elif part.get("count"):
                     effects[loss][side].append(part["fraction_widened"])
                     if part.get("mean_abs_gap_change"):
                         effects[loss]["level_vs_gap"].append(
@@ -996,9 +1004,12 @@ def _verdict_loss_widens_gap(runs) -> dict:
                      f"{_fmt(rep['fake_above'])} of examples with D(G(z)) > D(x) and "
                      f"{_fmt(rep['fake_below'])} with D(G(z)) < D(x) (over runs); it moved the "
                      f"common level {ratio['mean']:.3g}x more than the gap (median). "
-                     f"WGAN-GP's step: {_fmt(wg['fake_above'])} and {_fmt(wg['fake_below'])}."
+                     f"WGAN-GP's step: {_fmt(wg['fake_above'])} and {_fmt(wg['fake_below'])}"
+                     + (f"; {non_finite} examples whose critic outputs overflowed in the step "
+                        f"are left out" if non_finite else "") + "."
                      if ratio["mean"] is not None else "no step effects measured"),
-        "numbers": {"report": rep, "wgan-gp": wg, "report_level_over_gap": ratio}}
+        "numbers": {"report": rep, "wgan-gp": wg, "report_level_over_gap": ratio,
+                    "non_finite_examples": non_finite}}
 
 
 def _verdict_no_dead_point(runs) -> dict:

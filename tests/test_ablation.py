@@ -332,3 +332,21 @@ def test_verdict_changes_and_quality_figure():
     line = fig.axes[0].lines[0]
     assert list(line.get_xdata()) == [10, 20, 30]
     assert list(line.get_ydata()) == pytest.approx([5.25, 4.0, 3.0])   # seed mean of FD / 2
+
+
+def test_step_effects_that_overflow_are_left_out_and_counted():
+    effect = {"gap_before": np.array([1.0, 1.0, -1.0, 0.0]),
+              "gap_after": np.array([2.0, np.nan, -0.5, 0.0]),
+              "level_before": np.zeros(4), "level_after": np.array([1.0, np.inf, 1.0, 0.0])}
+    summary = ablation._summarize_step_effect(effect)
+    assert summary["non_finite"] == 1 and summary["ties"] == 1
+    assert summary["fake_above"]["count"] == 1 and summary["fake_above"]["fraction_widened"] == 1.0
+    assert summary["fake_below"]["fraction_widened"] == 0.0   # |gap| 1 -> 0.5: narrowed
+    # A grid summarised before: a side with a count and no mean change was all inf/NaN.
+    runs = [_fake_run(Arm("report", "report"), seed, 0.1, 0.0) for seed in range(2)]
+    runs[1]["step_effect"]["report"]["fake_below"].update(mean_abs_gap_change=None,
+                                                          fraction_widened=0.0)
+    verdict = ablation._verdict_loss_widens_gap(runs)
+    assert verdict["numbers"]["non_finite_examples"] == 4
+    assert verdict["numbers"]["report"]["fake_below"]["values"] == [1.0]   # the NaN side is out
+    assert "4 examples whose critic outputs overflowed" in verdict["evidence"]
