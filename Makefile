@@ -50,7 +50,7 @@ reference: install demo-data
 	$(PY) data_scripts/make_reference_run.py
 
 # Quality per training CPU-second of the recipes in pggan_lib.study, then the
-# growth study (the output heads through scales 0-3; chapter 5);
+# growth study (old and new recipe, the output heads, no growing; scales 0-3; chapter 5);
 # finished runs are skipped, so rerunning after a stop continues.
 study: install demo-data
 	$(PGGAN) study --data $(DATASET) --out results/study --seeds 2 --budget-cpu-s 240 \
