@@ -1249,7 +1249,7 @@ def quality_table(runs, baseline: str = BASELINE_ARM) -> list:
 
 
 def format_quality_table(rows) -> str:
-    """:func:`quality_table` as text within 80 columns (mean +- std over seeds; p of the
+    """:func:`quality_table` as text within 76 columns (mean +- std over seeds; p of the
     permutation test against the baseline, blank for the baseline itself)."""
     def cell(stat, digits):
         return "n/a" if stat["mean"] is None else f"{stat['mean']:.{digits}f}±{stat['std']:.{digits}f}"
@@ -1258,10 +1258,10 @@ def format_quality_table(rows) -> str:
         c = row[f"{key}_vs_baseline"]
         return "" if row["arm"] == BASELINE_ARM or c["p"] is None else f"{c['p']:.2f}"
 
-    lines = [f"{'arm':30} {'FD/floor':>11} {'p':>4} {'IS/real':>10} {'p':>4} {'flat/real':>10}",
-             "-" * 75]
+    lines = [f"{'arm':31} {'FD/floor':>11} {'p':>4} {'IS/real':>10} {'p':>4} {'flat/real':>10}",
+             "-" * 76]
     for row in rows:
-        lines.append(f"{row['label'][:30]:30} {cell(row['fd_ratio'], 1):>11} "
+        lines.append(f"{row['label'][:31]:31} {cell(row['fd_ratio'], 1):>11} "
                      f"{p(row, 'fd_ratio'):>4} {cell(row['is_ratio'], 2):>10} "
                      f"{p(row, 'is_ratio'):>4} {cell(row['flatness_ratio'], 2):>10}")
     return "\n".join(lines)
@@ -1460,6 +1460,7 @@ def figure_quality(results):
     Notebook: chapters/04_activation_and_loss.ipynb
     """
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     arms = _arm_order(results)
     scored = [r for r in results["runs"] if any(p.get("quality") for p in r["probes"])]
     if not scored:
@@ -1477,12 +1478,14 @@ def figure_quality(results):
                 label=results["summary"][arm]["label"])
         ax.fill_between(steps, values.min(axis=0), values.max(axis=0), color=colours[i % 10],
                         alpha=0.15)
-    starts = sorted({min(p["step"] for p in r["probes"] if p["scale"] == k)
-                     for r in scored[:1] for k in {p["scale"] for p in r["probes"]}})
-    for start in starts[1:]:
-        ax.axvline(start - 0.5, color="k", linestyle=":", linewidth=1)
+    probes = scored[0]["probes"]
+    for k in sorted({p["scale"] for p in probes})[1:]:  # where scale k's fade-in begins
+        ax.axvline(max(p["step"] for p in probes if p["scale"] < k) + 0.5, color="k",
+                   linestyle=":", linewidth=1)
     ax.set(yscale="log", xlabel="step", ylabel="FD / real floor",
            title="EMA generator's Fréchet distance over training (seed mean, band: seeds)")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
     ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)
     fig.tight_layout()
     return fig
