@@ -63,6 +63,7 @@ __all__ = [
     "run_arm",
     "run_grid",
     "load_results",
+    "run_record",
     "summarize",
     "CLAIM_RULES",
     "compute_verdicts",
@@ -698,8 +699,8 @@ def run_grid(data_dir, out_dir, runs_dir, arms: Optional[Sequence[Arm]] = None,
     (small: block-mean curves and probe summaries, no weights), so a grid that
     is stopped resumes where it was. Training folders go to ``runs_dir``
     (scratch; delete it afterwards). At the end ``out_dir/results.json`` holds
-    the machine, wall time, command, per-arm summary and verdicts, and the
-    figures are written next to it.
+    the machine, wall time, command, per-arm summary, verdicts and one line
+    per run (:func:`run_record`), and the figures are written next to it.
 
     Args:
         data_dir: Built dataset (e.g. ``data.ensure_demo_dataset()``).
@@ -764,11 +765,27 @@ def run_grid(data_dir, out_dir, runs_dir, arms: Optional[Sequence[Arm]] = None,
             "sum_of_run_wall_s": round(sum(r["wall_s"] for r in results["runs"]), 1),
             "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
     results["meta"] = meta
-    files.write_json(out_dir / "results.json", {k: v for k, v in results.items() if k != "runs"},
-                     allow_nan=False)
+    stored = {k: v for k, v in results.items() if k != "runs"}
+    stored["runs"] = [run_record(run) for run in results["runs"]]
+    files.write_json(out_dir / "results.json", stored, allow_nan=False)
     if figures:
         save_figures(results, out_dir)
     return results
+
+
+def run_record(run) -> dict:
+    """A run in a line of ``results.json``: its arm, seed, divergence and per-scale metrics.
+
+    Returns:
+        Dict ``arm``, ``activation``, ``loss``, ``critic_output``, ``seed``,
+        ``diverged``, ``steps``, ``wall_s`` and ``metrics`` ``{scale: {fd_ratio,
+        is_ratio, flatness_ratio, ndb_over_k, frechet_distance, inception_score}}``
+        (empty for an unscored run). The curves stay in ``runs/ARM_seedS.json``.
+    """
+    keys = ("arm", "activation", "loss", "critic_output", "seed", "diverged", "steps", "wall_s")
+    return {**{k: run[k] for k in keys},
+            "metrics": {k: {m: q[m] for m in QUALITY_KEYS}
+                        for k, q in (run.get("metrics") or {}).items() if q}}
 
 
 def load_results(out_dir, arms=None, seeds=None, budget=None, scales=None) -> dict:

@@ -145,6 +145,9 @@ def test_a_diverging_arm_is_recorded_and_the_grid_goes_on(tmp_path, tiny_dataset
     assert results["summary"][arms[0].name]["diverged"] == 1
     stored = json.loads((tmp_path / "out" / "results.json").read_text())
     assert stored["meta"]["arms"] == [a.name for a in arms]
+    assert [(r["arm"], r["seed"], r["diverged"]) for r in stored["runs"]] == [
+        (arms[0].name, 0, True), (arms[1].name, 0, results["runs"][1]["diverged"])]
+    assert stored["runs"][0]["activation"] == "linear" and stored["runs"][0]["metrics"] == {}
     # A second call finds both runs and trains nothing.
     again = ablation.run_grid(tiny_dataset, tmp_path / "out", tmp_path / "runs", arms=arms,
                               seeds=[0], budget=budget, scales=2, progress=False, figures=False)

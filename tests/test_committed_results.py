@@ -105,6 +105,12 @@ def test_committed_ablation_grid_is_scored_and_its_verdicts_follow_from_its_runs
         assert sorted(run["metrics"], key=int) == [str(k) for k in range(meta["scales"])]
         for quality in run["metrics"].values():
             assert quality["fd_ratio"] > 0 and quality["is_ratio"] > 0
+    # results.json itself: one line per run with its arm and per-scale ratios.
+    assert len(stored["runs"]) == 21
+    for record in stored["runs"]:
+        assert {"arm", "activation", "loss", "critic_output", "seed"} <= set(record)
+        for quality in record["metrics"].values():
+            assert {"fd_ratio", "is_ratio"} <= set(quality)
     assert [v["claim"] for v in stored["verdicts"]] == list(ablation.CLAIM_RULES)
     assert [v["verdict"] for v in stored["verdicts"]] == [
         v["verdict"] for v in results["verdicts"]]
