@@ -196,6 +196,11 @@ def _add_train_parser(subparsers) -> None:
                              "critic's output. Default: the preset's (leaky)")
     parser.add_argument("--conditional", action="store_true",
                         help="condition both networks on the class (e.g. the author)")
+    parser.add_argument("--representation", choices=config.REPRESENTATIONS, default=None,
+                        help="what the GAN grows over: waveform (the report's sample-rate "
+                             "pyramid), spectral (log magnitude + instantaneous frequency, "
+                             "GANSynth) or magnitude (log magnitude, Griffin-Lim phase; "
+                             "chapter 8). Default: the preset's (waveform)")
     parser.add_argument("--seed", type=int, default=None,
                         help="seed of weights, latents and data order (default 0)")
     parser.add_argument("--max-minutes", type=_positive_float, default=None,
@@ -230,6 +235,9 @@ def _run_train(args: argparse.Namespace) -> int:
             raise CommandError(f"{args.out}: no checkpoint to resume from "
                                f"({args.out / 'checkpoints'} is empty or missing); start a new "
                                f"run in a new folder")
+        if args.representation is not None:
+            raise CommandError("--representation applies to new runs; a resumed run keeps "
+                               "its own (drop --representation)")
     elif args.out.exists() and any(args.out.iterdir()):
         raise CommandError(f"{args.out} already exists; use --resume to continue that run, or "
                            f"choose a new --out folder")
@@ -248,6 +256,7 @@ def _run_train(args: argparse.Namespace) -> int:
             args.data, args.out, preset=args.preset, resume=args.resume, loss=args.loss,
             activation=args.activation, conditional=args.conditional or None, seed=args.seed,
             max_minutes=args.max_minutes, progress=not args.no_progress,
+            overrides={"representation": args.representation} if args.representation else None,
             on_phase_end=evaluate_stable_phase if args.evaluate else None)
     except training.TrainingDiverged as error:
         print(f"pggan train: {error}", file=sys.stderr)

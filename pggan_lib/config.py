@@ -137,6 +137,12 @@ class Preset:
         output_skips: The generator's output is the sum of every scale's
             upsampled output (``models.ModelSpec.output_skips``), so coarse
             scales keep shaping the finest clip after the network grows.
+        representation: What the GAN grows over: ``"waveform"`` (the report's
+            sample-rate pyramid), ``"spectral"`` (log magnitude + instantaneous
+            frequency) or ``"magnitude"`` (log magnitude, Griffin-Lim phase);
+            see :mod:`pggan_lib.representations`. The spectrogram models are
+            unconditional, use 3 x 3 kernels, and train without ``augment``
+            (its transforms act on waveforms).
 
     Notebook: chapters/03_progressive_model.ipynb
     """
@@ -170,6 +176,7 @@ class Preset:
     data: str = "clips"
     augment: tuple = ()
     output_skips: bool = False
+    representation: str = "waveform"
 
     def per_scale(self, field: str, num_scales: int) -> tuple:
         """Expand a per-scale field to exactly ``num_scales`` values (coarse -> fine)."""
@@ -181,6 +188,9 @@ class Preset:
         """A copy with some fields changed (``dataclasses.replace``)."""
         return dataclasses.replace(self, **changes)
 
+
+#: Values of ``Preset.representation`` (:mod:`pggan_lib.representations`).
+REPRESENTATIONS = ("waveform", "spectral", "magnitude")
 
 #: The augmentations the presets use (all of ``layers.AUGMENT_NAMES``).
 DEFAULT_AUGMENT = ("gain", "polarity", "shift", "cutout", "noise")

@@ -32,7 +32,7 @@ import soundfile as sf
 import tensorflow as tf
 from keras import ops
 
-from pggan_lib import files, training
+from pggan_lib import files, representations, training
 
 __all__ = [
     "AUDIO_FORMATS",
@@ -288,7 +288,8 @@ class Playground:
                 batch = z[start:start + self.batch_size]
                 inputs = ([batch, np.asarray(labels[start:start + len(batch)], np.int32)]
                           if self.conditional else batch)
-                out.append(ops.convert_to_numpy(self._call(inputs))[..., 0])
+                out.append(representations.to_audio(self.generator.spec, ops.convert_to_numpy(
+                    self._call(inputs)), self.info["scale"]))
         return np.concatenate(out).astype(np.float32)
 
     def clips(self, seeds: Sequence[int], class_name: str | None = None) -> np.ndarray:

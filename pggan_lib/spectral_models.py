@@ -51,8 +51,10 @@ class SpectralModelSpec:
     Attributes:
         num_scales: K, number of progressive scales.
         top_frames, top_bins: Spectrogram size at the finest scale (each
-            divisible by ``2**(K-1)``).
+            divisible by ``2**(K-1)``; at most the STFT's frames and bins).
         out_channels: 2 (log magnitude + IF) or 1 (log magnitude only).
+        n_fft, hop_length: The STFT of the finest-scale waveform.
+        clip_samples: Samples per finest-scale clip (the waveform it inverts to).
         latent_dim: Size of z.
         channels: Feature channels per scale, coarse -> fine (None: 64 each).
         kernel_size: Side of every hidden convolution's square kernel.
@@ -65,9 +67,12 @@ class SpectralModelSpec:
     """
 
     num_scales: int = 7
-    top_frames: int = 256
-    top_bins: int = 128
+    top_frames: int = 128
+    top_bins: int = 256
     out_channels: int = 2
+    n_fft: int = 512
+    hop_length: int = 128
+    clip_samples: int = 16_384
     latent_dim: int = 128
     channels: Optional[Sequence[int]] = None
     kernel_size: int = 3
@@ -85,6 +90,12 @@ class SpectralModelSpec:
             if getattr(self, field) % 2 ** (self.num_scales - 1):
                 raise ValueError(f"SpectralModelSpec.{field}={getattr(self, field)} is not "
                                  f"divisible by 2**(num_scales-1)={2 ** (self.num_scales - 1)}")
+        stft = self.stft  # checks n_fft and hop_length
+        for field, most in (("top_frames", stft.frames(self.clip_samples)),
+                            ("top_bins", stft.linear_bins)):
+            if getattr(self, field) > most:
+                raise ValueError(f"SpectralModelSpec.{field}={getattr(self, field)} is more "
+                                 f"than the STFT's {most}")
         if self.out_channels not in (1, 2):
             raise ValueError(f"SpectralModelSpec.out_channels must be 1 or 2, "
                              f"got {self.out_channels}")
@@ -107,10 +118,30 @@ class SpectralModelSpec:
         factor = 2 ** (self.num_scales - 1 - scale)
         return self.top_frames // factor, self.top_bins // factor
 
+    def samples_at_scale(self, scale: int) -> int:
+        """Samples of the waveform a scale's spectrogram stands for, at that scale's rate."""
+        self.shape_at_scale(scale)
+        return self.clip_samples // 2 ** (self.num_scales - 1 - scale)
+
+    @property
+    def stft(self) -> SpectralSpec:
+        """The :class:`spectral.SpectralSpec` of the finest scale (linear frequency axis)."""
+        return SpectralSpec(n_fft=self.n_fft, hop_length=self.hop_length)
+
+    @property
+    def representation(self) -> str:
+        """``"spectral"`` (log magnitude + IF) or ``"magnitude"`` (Griffin-Lim phase)."""
+        return "spectral" if self.out_channels == 2 else "magnitude"
+
     @property
     def conditional(self) -> bool:
         """Always False: the spectral models are unconditional."""
         return False
+
+    @property
+    def num_classes(self) -> int:
+        """Always 0 (unconditional)."""
+        return 0
 
     # The same JSON round trip as the waveform models' spec (tuples become lists).
     to_dict = ModelSpec.to_dict

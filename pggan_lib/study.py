@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pggan_lib import data, evaluation, files, training
+from pggan_lib import data, evaluation, files, representations, training
 from pggan_lib.config import get_preset
 from pggan_lib.profiling import machine_description
 
@@ -194,7 +194,8 @@ class Scorer:
                 (self.n, gan.latent_dim)).astype(np.float32)
         result = {}
         for name, generator in (("ema", gan.ema_generator), ("raw", gan.generator)):
-            clips = np.asarray(generator(self.z, training=False), np.float32)
+            clips = representations.to_audio(generator.spec, generator(self.z, training=False),
+                                             generator.current_scale)
             result[name] = self.metrics(clips) if np.all(np.isfinite(clips)) else None
         return result
 

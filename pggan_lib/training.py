@@ -51,7 +51,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from pggan_lib import audio, data, files, layers, losses, models, runs
+from pggan_lib import audio, data, files, layers, losses, models, representations, runs
 from pggan_lib.config import Preset, get_preset, scale_sample_rate
 
 __all__ = [
@@ -204,7 +204,7 @@ def fade_alpha(phase: Phase, step_in_phase: int) -> float:
 
 def model_spec_for(preset: Preset, manifest: dict, activation=None, conditional=False,
                    critic_output=None):
-    """The :class:`models.ModelSpec` of a preset trained on a dataset.
+    """The models' spec of a preset trained on a dataset.
 
     The data's shape (scales, clip length, classes) comes from the manifest;
     widths, latent size and kernel from the preset.
@@ -219,10 +219,16 @@ def model_spec_for(preset: Preset, manifest: dict, activation=None, conditional=
             activation, else linear).
 
     Returns:
-        A ``models.ModelSpec``.
+        A ``models.ModelSpec``, or for a spectrogram ``preset.representation``
+        a ``spectral_models.SpectralModelSpec``
+        (:func:`representations.spectral_model_spec`).
 
     Notebook: chapters/03_progressive_model.ipynb
     """
+    if preset.representation != "waveform":
+        return representations.spectral_model_spec(
+            preset, manifest, activation or preset.activation,
+            critic_output or ("report" if activation == "report" else "linear"))
     num_scales = int(manifest["num_scales"])
     wanted = dict(
         num_scales=num_scales,
@@ -351,7 +357,8 @@ class ProgressiveGAN(keras.Model):
 
         Returns:
             Dict with ``z_critic`` ``(n_critic, B, latent_dim)``, ``z_generator``
-            ``(B, latent_dim)``, ``epsilon`` ``(n_critic, B, 1, 1)`` ~ U[0, 1];
+            ``(B, latent_dim)``, ``epsilon`` ``(n_critic, B)`` ~ U[0, 1] (one
+            coefficient per example, whatever the rank of the inputs);
             with augmentation also ``aug_uniform`` ``(2 n_critic + 1, B, 4)`` and,
             for noise, ``aug_noise`` ``(2 n_critic + 1, B, T, 1)`` (rows 2i and
             2i + 1: real and fake of critic update i; the last: the generator's).
@@ -365,7 +372,7 @@ class ProgressiveGAN(keras.Model):
             "epsilon": ops.reshape(
                 losses.sample_interpolation_coefficients(self.n_critic * batch_size,
                                                          seed=self.seed_generator),
-                (self.n_critic, batch_size, 1, 1)),
+                (self.n_critic, batch_size)),
         }
 
     def _augment_noise(self, batch_size, samples):
@@ -495,7 +502,7 @@ def build_gan(spec, preset: Preset, loss="wgan-gp", seed=0, strategy=None):
     0.001, 0, 0.99); wrapped in a ``LossScaleOptimizer`` for ``mixed_float16``.
 
     Args:
-        spec: ``models.ModelSpec``.
+        spec: ``models.ModelSpec`` or ``spectral_models.SpectralModelSpec``.
         preset: The preset (optimiser, EMA, n_critic, precision).
         loss: ``"wgan-gp"`` or ``"report"``.
         seed: Seed of the GAN's RNG (latents, interpolation coefficients).
@@ -511,10 +518,11 @@ def build_gan(spec, preset: Preset, loss="wgan-gp", seed=0, strategy=None):
     try:
         if preset.mixed_precision:
             keras.config.set_dtype_policy(preset.mixed_precision)
+        build_generator, build_critic = representations.network_builders(spec)
         with strategy.scope():
             gan = ProgressiveGAN(
-                models.build_generator(spec), models.build_critic(spec),
-                models.build_generator(spec), latent_dim=spec.latent_dim, loss=loss,
+                build_generator(spec), build_critic(spec),
+                build_generator(spec), latent_dim=spec.latent_dim, loss=loss,
                 n_critic=preset.n_critic, gp_weight=preset.gp_weight,
                 drift_weight=preset.drift_weight, ema_decay=preset.ema_decay,
                 conditional=spec.num_classes > 0, seed=seed, augment=preset.augment)
@@ -830,16 +838,28 @@ def make_step_function(gan: ProgressiveGAN, strategy, global_batch, jit_compile)
 DATA_MODES = ("clips", "windows")
 
 
-def _phase_batches(data_dir, preset, phase, seed, first):
-    """The phase's seeded batches of real audio, from batch ``first`` on (resume)."""
+def _phase_batches(data_dir, preset, phase, seed, first, spec):
+    """The phase's seeded batches of real data, from batch ``first`` on (resume).
+
+    A spectrogram run reads finest-scale windows and maps them to the phase's
+    spectrogram size (:func:`representations.real_batch`).
+    """
     phase_seed = seed * 1009 + phase.index
+    spectral = preset.representation != "waveform"
+    scale = spec.num_scales - 1 if spectral else phase.scale
     if preset.data == "windows":
-        return data.make_window_dataset(data_dir, "train", phase.scale, phase.batch_size,
-                                        seed=phase_seed, start_batch=first)
-    dataset = data.make_tf_dataset(data_dir, split="train", scale=phase.scale,
-                                   batch_size=phase.batch_size, shuffle=True, repeat=True,
-                                   seed=phase_seed)
-    return dataset.skip(first) if first else dataset
+        dataset = data.make_window_dataset(data_dir, "train", scale, phase.batch_size,
+                                           seed=phase_seed, start_batch=first)
+    else:
+        dataset = data.make_tf_dataset(data_dir, split="train", scale=scale,
+                                       batch_size=phase.batch_size, shuffle=True, repeat=True,
+                                       seed=phase_seed)
+        dataset = dataset.skip(first) if first else dataset
+    if spectral:
+        dataset = dataset.map(
+            lambda clips, labels: (representations.real_batch(clips, spec, phase.scale), labels),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return dataset
 
 
 def _resolve_options(run_dir, resume, preset, loss, activation, conditional, seed,
@@ -871,7 +891,8 @@ def _write_samples(gan, run_dir, writer, phase, global_step, sample_rate, num_sc
                    fixed_z, num_classes):
     """WAVs (and TensorBoard audio) from the EMA generator at a phase end."""
     labels = np.arange(len(fixed_z), dtype=np.int32) % max(num_classes, 1)
-    clips = ops.convert_to_numpy(gan._generate(gan.ema_generator, fixed_z, labels, False))
+    outputs = ops.convert_to_numpy(gan._generate(gan.ema_generator, fixed_z, labels, False))
+    clips = representations.to_audio(gan.ema_generator.spec, outputs, phase.scale)[..., None]
     rate = scale_sample_rate(phase.scale, num_scales, sample_rate)
     folder = Path(run_dir) / "samples"
     for i, clip in enumerate(clips):
@@ -950,6 +971,12 @@ def _check_preset(preset: Preset, options: dict, manifest: dict, data_dir: Path)
             f"preset {preset.name!r} needs clips of at least {preset.min_clip_samples} samples "
             f"at the finest scale; {data_dir} has {clip_samples}. Rebuild it with "
             f"`pggan dataset SOURCE OUT --clip-samples {preset.min_clip_samples}`")
+    if preset.representation not in representations.REPRESENTATIONS:
+        raise RunError(f"preset field representation={preset.representation!r}: choose one "
+                       f"of {representations.REPRESENTATIONS}")
+    if preset.representation != "waveform" and options["conditional"]:
+        raise RunError(f"representation={preset.representation!r}: the spectrogram models "
+                       f"are unconditional; drop --conditional")
     if options["conditional"] and len(manifest["class_names"]) < 2:
         raise RunError(f"{data_dir}: conditional training needs at least 2 classes, the "
                        f"dataset has {manifest['class_names']}")
@@ -1051,6 +1078,8 @@ def prepare_run(data_dir, run_dir, preset=None, resume=False, loss=None, activat
         if resume:
             raise RunError("overrides apply to new runs only; a resumed run keeps its preset")
         preset = preset.replace(**overrides)
+    if preset.representation != "waveform" and preset.augment:
+        preset = preset.replace(augment=())  # waveform transforms; config.json records none
     _check_preset(preset, options, manifest, data_dir)
     strategy = strategy or tf.distribute.get_strategy()
     schedule = make_schedule(preset, int(manifest["num_scales"]))
@@ -1344,7 +1373,7 @@ def run_phases(run: TrainingRun, hooks: Sequence[TrainingHook]) -> bool:
                                                          phase.batch_size, run.preset.jit_compile)
             first = run.global_step - phase.start_step
             batches = iter(_phase_batches(run.data_dir, run.preset, phase,
-                                          run.options["seed"], first))
+                                          run.options["seed"], first, run.spec))
             for index in range(first, phase.steps):
                 step = _take_step(run, phase, index, step_functions[key], batches, guarded)
                 messages = _stop_messages(hooks, run, step)
@@ -1482,7 +1511,7 @@ def load_generator(run_dir, use_ema=True, scale=None):
     """
     run_dir = Path(run_dir)
     config = _run_config(run_dir)
-    spec = models.ModelSpec.from_dict(config["model_spec"])
+    spec = representations.spec_from_dict(config["model_spec"])
     keras_path, state_path = run_dir / runs.GENERATOR_FILE, run_dir / runs.STATE_FILE
     if use_ema and keras_path.is_file() and state_path.is_file():
         trained = int(runs.read_optional_json(state_path)["trained_scale"])
@@ -1493,7 +1522,7 @@ def load_generator(run_dir, use_ema=True, scale=None):
         if source is None:
             raise RunError(f"{run_dir}: no checkpoint in {run_dir / 'checkpoints'}; train first "
                            f"(`pggan train --data DATASET --out {run_dir}`)")
-        generator = models.build_generator(spec)
+        generator = representations.network_builders(spec)[0](spec)
         group = "ema_generator" if use_ema else "generator"
         with np.load(source) as arrays:
             meta = runs.checkpoint_meta(arrays)
@@ -1513,7 +1542,8 @@ def load_generator(run_dir, use_ema=True, scale=None):
                                              int(config["dataset"]["sample_rate"])),
             "samples": spec.samples_at_scale(scale),
             "class_names": list(config["dataset"]["class_names"]),
-            "conditional": spec.num_classes > 0, "latent_dim": spec.latent_dim,
+            "conditional": spec.conditional, "latent_dim": spec.latent_dim,
+            "representation": Preset(**config["preset"]).representation,
             "source": str(source)}
     return generator, info
 
@@ -1543,8 +1573,9 @@ def _generated_batches(run_dir, n, class_name, seed, scale, use_ema, batch_size)
     for start in range(0, n, batch_size):
         stop = start + batch_size
         inputs = [z[start:stop], labels[start:stop]] if info["conditional"] else z[start:stop]
-        clips = ops.convert_to_numpy(generate(inputs))[..., 0]
-        yield start, clips.astype(np.float32), labels[start:stop], info
+        clips = representations.to_audio(generator.spec, ops.convert_to_numpy(
+            generate(inputs)), info["scale"])
+        yield start, clips, labels[start:stop], info
 
 
 def generate_audio(run_dir, n, class_name=None, seed=0, scale=None, use_ema=True,

@@ -63,6 +63,18 @@ def test_gradient_penalty_with_given_epsilon_uses_those_interpolates(eps_shape):
     assert penalty == pytest.approx(np.mean((norms - 1.0) ** 2), rel=1e-5)
 
 
+def test_gradient_penalty_of_spectrograms_takes_one_coefficient_per_example():
+    # Rank-4 inputs (batch, frames, bins, channels), as the spectrogram critic sees them.
+    real = RNG.standard_normal((3, 4, 2, 2)).astype("float32")
+    fake = RNG.standard_normal((3, 4, 2, 2)).astype("float32")
+    eps = np.array([0.1, 0.5, 1.0], "float32")
+    penalty = float(Lo.gradient_penalty(lambda x: 0.5 * tf.reduce_sum(x ** 2, axis=(1, 2, 3)),
+                                        real, fake, epsilon=eps))
+    x_hat = real + eps[:, None, None, None] * (fake - real)
+    norms = np.linalg.norm(x_hat.reshape(3, -1), axis=1)
+    assert penalty == pytest.approx(np.mean((norms - 1.0) ** 2), rel=1e-5)
+
+
 def test_interpolation_coefficients_are_uniform_on_unit_interval():
     seed = keras.random.SeedGenerator(0)
     draws = np.concatenate([np.asarray(Lo.sample_interpolation_coefficients(2000, seed)).ravel()

@@ -309,6 +309,25 @@ def test_resume_with_windows_and_augmentation_equals_uninterrupted(tone_dataset,
     assert stored["data"] == "windows" and stored["augment"] == list(WINDOWS_AUG["augment"])
 
 
+@pytest.mark.parametrize("representation", ["spectral", "magnitude"])
+def test_spectral_resume_equals_uninterrupted(tone_dataset, tmp_path, representation):
+    overrides = {"representation": representation, "data": "windows"}
+    straight = training.train(tone_dataset, tmp_path / "straight", preset="tiny",
+                              overrides=overrides, progress=False)
+    training.train(tone_dataset, tmp_path / "resumed", preset="tiny", overrides=overrides,
+                   max_steps=10, progress=False)
+    resumed = training.train(tone_dataset, tmp_path / "resumed", resume=True, progress=False)
+    assert resumed["step"] == list(range(1, 21))
+    for name in training.METRIC_NAMES:
+        np.testing.assert_allclose(resumed[name], straight[name], rtol=1e-5, atol=1e-6,
+                                   err_msg=name)
+    a = np.load(training.latest_checkpoint(tmp_path / "straight"))
+    b = np.load(training.latest_checkpoint(tmp_path / "resumed"))
+    for key in a.files:
+        if key != "__meta__":
+            np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
 def test_augmented_step_feeds_the_critic_transformed_audio():
     gan, _ = tiny_gan()
     gan.augment = ("polarity",)
