@@ -20,7 +20,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export TF_ENABLE_ONEDNN_OPTS := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test unit notebooks book-strict book-check install system-deps demo-data clean reference benchmarks study ablation
+.PHONY: book test unit notebooks book-strict book-check install system-deps demo-data clean reference benchmarks study ablation representations
 
 book: install demo-data
 	PGGAN_QUICK=1 $(VENV)/bin/jupyter-book build . --keep-going
@@ -62,6 +62,13 @@ study: install demo-data
 ablation: install demo-data
 	$(PGGAN) ablate --data $(DATASET) --out results/ablation --seeds 3 --scales 2 \
 	  --budget learn
+
+# Chapter 8: the waveform pyramid against the IF and magnitude spectrograms at
+# 400 training CPU-seconds per run (3 arms x 3 seeds, about an hour on 2 cores);
+# finished runs are skipped, so rerunning after a stop continues.
+representations: install demo-data
+	$(PGGAN) study --representations --data $(DATASET) --out results/representations \
+	  --seeds 3 --budget-cpu-s 400 --first-cpu-s 50
 
 benchmarks: install
 	$(PY) benchmarks/bench_training.py --preset reference --steps 5 \

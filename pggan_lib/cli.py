@@ -581,13 +581,19 @@ def _add_study_parser(subparsers) -> None:
     parser.add_argument("--budget-cpu-s", type=_positive_float, default=240.0,
                         help="training CPU-seconds per run (default 240)")
     parser.add_argument("--first-cpu-s", type=_positive_float, default=30.0,
-                        help="first scoring point; then doubling (default 30)")
+                        help="first scoring point; then doubling (default 30; with "
+                             "--representations: score every this many CPU-seconds)")
     parser.add_argument("--arms", nargs="*", default=None,
                         help="only these arm names (default: all)")
     parser.add_argument("--growth", action="store_true",
                         help="the growth study instead: the architecture arms trained through "
                              "scales 0-3 on one fixed schedule, every scale scored "
                              "(OUT/growth.json, OUT/growth/ARM_seedS.json)")
+    parser.add_argument("--representations", action="store_true",
+                        help="the representation study instead (chapter 8): waveform, "
+                             "spectral and magnitude arms grown to the finest scale and "
+                             "trained there until --budget-cpu-s, scored there "
+                             "(OUT/representations.json, OUT/runs/, OUT/clips/)")
     parser.set_defaults(handler=_run_study)
 
 
@@ -601,6 +607,8 @@ def _run_study(args: argparse.Namespace) -> int:
 
     if args.growth:
         return _run_growth_study(args)
+    if args.representations:
+        return _run_representation_study(args)
     arms = _selected_arms(study.DEFAULT_ARMS, args.arms)
     command = (f"pggan study --data {shlex.quote(str(args.data))} "
                f"--out {shlex.quote(str(args.out))} --seeds {args.seeds} "
@@ -627,6 +635,25 @@ def _run_growth_study(args: argparse.Namespace) -> int:
                                          command=command)
     print(study.format_growth_table(summary))
     print(f"pggan study --growth: {len(summary['runs'])} runs in {args.out}")
+    return 0
+
+
+def _run_representation_study(args: argparse.Namespace) -> int:
+    from pggan_lib import plots, representation_study as rs
+
+    arms = _selected_arms(rs.ARMS, args.arms)
+    command = (f"pggan study --representations --data {shlex.quote(str(args.data))} "
+               f"--out {shlex.quote(str(args.out))} --seeds {args.seeds} "
+               f"--budget-cpu-s {args.budget_cpu_s:g} --first-cpu-s {args.first_cpu_s:g}"
+               + _arms_flag(args.arms))
+    with _scratch_runs_dir(args.runs_dir, "pggan-representations-") as runs_dir:
+        summary = rs.run_representation_study(
+            args.data, args.out, runs_dir, arms, tuple(range(args.seeds)), args.budget_cpu_s,
+            args.first_cpu_s, command=command)
+    figure = plots.plot_study_curves(summary["runs"], metric="frechet_distance")
+    figure.savefig(args.out / "representations.png", dpi=80, bbox_inches="tight")
+    print(rs.format_representation_table(summary))
+    print(f"pggan study --representations: {len(summary['runs'])} runs in {args.out}")
     return 0
 
 

@@ -374,12 +374,31 @@ def plot_metrics_per_scale(entries: Mapping[Any, Mapping[str, Any]], num_classes
     return fig
 
 
+def _aligned_points(seeds, metric, source):
+    """Mean CPU-seconds and per-seed values of points met by every seed.
+
+    Points carrying a ``mark`` (the CPU budget they were scored at) are matched
+    by mark, so a seed that skipped an early mark still lines up; others by order.
+    """
+    def key(i, point):
+        return point.get("mark", i)
+
+    keys = set.intersection(*({key(i, p) for i, p in enumerate(r["points"])} for r in seeds))
+    by_key = [{key(i, p): p for i, p in enumerate(r["points"])} for r in seeds]
+    order = sorted(keys)
+    cpu = np.array([np.mean([points[k]["cpu_s"] for points in by_key]) for k in order])
+    values = np.array([[(points[k][source] or {}).get(metric, np.nan) for points in by_key]
+                       for k in order], dtype=float)
+    return cpu, values
+
+
 def plot_study_curves(runs: Sequence[Mapping[str, Any]], metric: str = "frechet_distance",
                       source: str = "ema", arms: Sequence[str] | None = None) -> plt.Figure:
     """Quality against training CPU-seconds, one line per study arm (mean over seeds, range shaded).
 
     Args:
-        runs: Records of ``study.run_study_arm`` (``results/study/runs/*.json``).
+        runs: Records of ``study.run_study_arm`` (``results/study/runs/*.json``) or
+            ``representation_study.run_representation_arm``.
         metric: ``"frechet_distance"``, ``"inception_score"``, ``"ndb_over_k"`` or
             ``"spectral_flatness"``.
         source: ``"ema"`` or ``"raw"`` generator.
@@ -399,10 +418,7 @@ def plot_study_curves(runs: Sequence[Mapping[str, Any]], metric: str = "frechet_
         seeds = [r for r in by_arm.get(name, []) if r["points"]]
         if not seeds:
             continue
-        length = min(len(r["points"]) for r in seeds)
-        cpu = np.array([np.mean([r["points"][i]["cpu_s"] for r in seeds]) for i in range(length)])
-        values = np.array([[(r["points"][i][source] or {}).get(metric, np.nan) for r in seeds]
-                           for i in range(length)], dtype=float)
+        cpu, values = _aligned_points(seeds, metric, source)
         line, = ax.plot(cpu, np.nanmean(values, axis=1), marker="o", ms=3, label=name)
         if len(seeds) > 1:
             ax.fill_between(cpu, np.nanmin(values, axis=1), np.nanmax(values, axis=1),

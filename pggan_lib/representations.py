@@ -58,6 +58,8 @@ def stft_for_clip(clip_samples: int) -> SpectralSpec:
     ``n_fft / 2`` bins (last frame and Nyquist bin cropped); ``n_fft = 4 sqrt(T)``
     (rounded to a power of 2) makes bins = 2 x frames: 512 / 128 for 16,384
     samples (128 frames x 256 bins, 31 Hz per bin at 16 kHz), 1024 / 256 for 65,536.
+
+    Notebook: chapters/08_which_representation.ipynb
     """
     n_fft = 2 ** max(2, round(math.log2(4.0 * math.sqrt(clip_samples))))
     return SpectralSpec(n_fft=n_fft, hop_length=n_fft // 4)
@@ -72,6 +74,8 @@ def spectral_model_spec(preset, manifest: dict, activation: str,
 
     Raises:
         ValueError: A clip length whose spectrogram does not halve ``K - 1`` times.
+
+    Notebook: chapters/08_which_representation.ipynb
     """
     num_scales, clip_samples = int(manifest["num_scales"]), int(manifest["clip_samples"])
     stft = stft_for_clip(clip_samples)
@@ -110,6 +114,8 @@ def real_batch(clips, spec: SpectralModelSpec, scale: int):
     Returns:
         float32 ``(B, frames_k, bins_k, out_channels)``: the normalised finest
         spectrogram average-pooled ``2**(K-1-scale)`` times per axis.
+
+    Notebook: chapters/08_which_representation.ipynb
     """
     r = spectral_models.representation_tensor(clips, spec.stft, spec.top_frames, spec.top_bins)
     r = ops.concatenate([(r[..., :1] + _LOG_MAGNITUDE_SHIFT) / _LOG_MAGNITUDE_SCALE,
@@ -136,6 +142,8 @@ def to_audio(spec, outputs, scale: int) -> np.ndarray:
 
     Returns:
         float32 ``(N, spec.samples_at_scale(scale))``.
+
+    Notebook: chapters/08_which_representation.ipynb
     """
     x = np.asarray(outputs, np.float32)
     if not isinstance(spec, SpectralModelSpec):

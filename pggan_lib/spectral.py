@@ -38,6 +38,7 @@ __all__ = [
     "to_magnitude",
     "from_magnitude_griffin_lim",
     "snr_db",
+    "log_spectral_distance",
 ]
 
 #: Magnitudes are floored here before the log: ``log(1e-6)`` = -13.8, a
@@ -109,6 +110,8 @@ def stft(clips: np.ndarray, spec: SpectralSpec) -> np.ndarray:
     Returns:
         complex128 ``(N, frames, bins)``, ``bins = n_fft // 2 + 1``; Hann window,
         centred frames (librosa's defaults).
+
+    Notebook: chapters/08_which_representation.ipynb
     """
     x = _as_clips(clips)
     s = librosa.stft(x, n_fft=spec.n_fft, hop_length=spec.hop_length, window="hann",
@@ -157,6 +160,8 @@ def to_magnitude_if(clips: np.ndarray, spec: SpectralSpec) -> np.ndarray:
     Returns:
         float32 ``(N, frames, bins, 2)``: ``log(max(|S|, MAGNITUDE_FLOOR))`` and IF;
         ``bins`` is ``n_fft // 2 + 1`` or ``mel_bins``.
+
+    Notebook: chapters/08_which_representation.ipynb
     """
     s = stft(clips, spec)
     log_magnitude = np.log(np.maximum(np.abs(s), MAGNITUDE_FLOOR))
@@ -180,6 +185,8 @@ def from_magnitude_if(representation: np.ndarray, spec: SpectralSpec,
 
     Returns:
         float32 ``(N, samples)``.
+
+    Notebook: chapters/08_which_representation.ipynb
     """
     r = np.asarray(representation, np.float64)
     log_magnitude, inst_freq = r[..., 0], r[..., 1]
@@ -205,6 +212,8 @@ def instantaneous_frequency_hz(clips: np.ndarray, spec: SpectralSpec) -> np.ndar
 
     Returns:
         float64 ``(N, frames - 1, n_fft // 2 + 1)`` in Hz.
+
+    Notebook: chapters/08_which_representation.ipynb
     """
     phase = np.angle(stft(clips, spec))
     expected = 2.0 * np.pi * np.arange(spec.linear_bins) * spec.hop_length / spec.n_fft
@@ -213,7 +222,10 @@ def instantaneous_frequency_hz(clips: np.ndarray, spec: SpectralSpec) -> np.ndar
 
 
 def to_magnitude(clips: np.ndarray, spec: SpectralSpec) -> np.ndarray:
-    """Log magnitude only (SpecGAN's representation): float32 ``(N, frames, bins, 1)``."""
+    """Log magnitude only (SpecGAN's representation): float32 ``(N, frames, bins, 1)``.
+
+    Notebook: chapters/08_which_representation.ipynb
+    """
     return to_magnitude_if(clips, spec)[..., :1]
 
 
@@ -231,6 +243,8 @@ def from_magnitude_griffin_lim(representation: np.ndarray, spec: SpectralSpec, s
 
     Returns:
         float32 ``(N, samples)``.
+
+    Notebook: chapters/08_which_representation.ipynb
     """
     log_magnitude = np.asarray(representation, np.float64)[..., 0]
     if spec.mel_bins:
@@ -244,8 +258,36 @@ def from_magnitude_griffin_lim(representation: np.ndarray, spec: SpectralSpec, s
 
 
 def snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
-    """Signal-to-error ratio in dB over all clips: ``10 log10(sum r^2 / sum (r - e)^2)``."""
+    """Signal-to-error ratio in dB over all clips: ``10 log10(sum r^2 / sum (r - e)^2)``.
+
+    Notebook: chapters/08_which_representation.ipynb
+    """
     r = _as_clips(reference)
     e = _as_clips(estimate)
     error = np.sum((r - e) ** 2)
     return float("inf") if error == 0 else float(10.0 * np.log10(np.sum(r ** 2) / error))
+
+
+def log_spectral_distance(reference: np.ndarray, estimate: np.ndarray, spec: SpectralSpec,
+                          floor_db: float = 80.0) -> np.ndarray:
+    """Root-mean-square difference of two clips' STFT levels, in dB, per clip.
+
+    Levels more than ``floor_db`` under the reference clip's loudest bin are
+    raised to that floor in both clips, so silence and an empty band count as
+    at most ``floor_db`` apart instead of as an infinite difference.
+
+    Args:
+        reference, estimate: ``(N, samples)`` clips of the same length.
+        spec: The STFT (linear axis).
+        floor_db: Dynamic range kept below each reference clip's maximum.
+
+    Returns:
+        float64 ``(N,)``: 0 for identical magnitudes; a clip 6 dB louder
+        everywhere above the floor gives 6.
+
+    Notebook: chapters/08_which_representation.ipynb
+    """
+    levels = [20.0 * np.log10(np.abs(stft(x, spec)) + 1e-12) for x in (reference, estimate)]
+    floor = levels[0].max(axis=(1, 2), keepdims=True) - floor_db
+    a, b = (np.maximum(level, floor) for level in levels)
+    return np.sqrt(np.mean((a - b) ** 2, axis=(1, 2)))

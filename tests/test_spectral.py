@@ -99,3 +99,19 @@ def test_too_many_mel_bins_are_refused():
 def test_bad_clip_shape_is_refused():
     with pytest.raises(ValueError, match=r"\(N, samples\)"):
         spectral.to_magnitude_if(np.zeros((2, 3, 4)), SpectralSpec())
+
+
+def test_log_spectral_distance_is_the_level_difference_in_db():
+    rng = np.random.default_rng(5)
+    clips = rng.standard_normal((2, 4096)).astype(np.float32) * 0.1
+    spec = spectral.SpectralSpec(n_fft=256, hop_length=64)
+    np.testing.assert_allclose(spectral.log_spectral_distance(clips, clips, spec), 0.0,
+                               atol=1e-9)
+    louder = clips * 10 ** (6.0 / 20)
+    # White noise sits far above the 80 dB floor: every bin is exactly 6 dB up.
+    np.testing.assert_allclose(spectral.log_spectral_distance(clips, louder, spec), 6.0,
+                               rtol=1e-4)
+    # Silence is at most floor_db away, and a wider floor lets it count for more.
+    silent = np.zeros_like(clips)
+    near, far = (spectral.log_spectral_distance(clips, silent, spec, f) for f in (40.0, 80.0))
+    assert np.all((20.0 < near) & (near <= 40.0)) and np.all(far > near + 30.0)

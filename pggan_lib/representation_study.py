@@ -1,0 +1,255 @@
+"""Which representation? The waveform pyramid against spectrograms, at equal CPU-seconds.
+
+Each arm is the ``quick`` preset with one :data:`config.REPRESENTATIONS`
+value. A run (:func:`run_representation_arm`) grows through the scales on one
+short schedule (:data:`GROWTH_STABLE_STEPS`, the same steps for every arm;
+what they cost is the representation's own), then trains the finest scale
+until the run has spent ``budget_cpu_s`` of training CPU time
+(``time.process_time``, both cores; scoring excluded). At marks every
+``mark_cpu_s`` during that last phase it scores the EMA generator's clips,
+inverted to waveforms, with chapter 6's evaluation at the finest scale
+(:class:`study.Scorer`: FD, IS, NDB/K, spectral flatness and their ratios to
+the real test split). :func:`run_representation_study` runs arms x seeds,
+skips finished runs and writes ``OUT/runs/ARM_seedS.json``,
+``OUT/representations.json`` (summary, differences against the waveform arm)
+and a few clips of each arm to listen to.
+
+Notebook: chapters/08_which_representation.ipynb
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from pggan_lib import ablation, audio, data, files, representations, training
+from pggan_lib.config import REPRESENTATIONS, get_preset, scale_sample_rate
+from pggan_lib.profiling import machine_description
+from pggan_lib.study import Scorer, StudyArm, _ENDLESS_STEPS, _spread
+
+__all__ = [
+    "ARMS",
+    "GROWTH_STABLE_STEPS",
+    "GROWTH_FADE_STEPS",
+    "SUMMARY_FILE_NAME",
+    "run_representation_arm",
+    "run_representation_study",
+    "summarize_representations",
+    "format_representation_table",
+]
+
+#: Summary file written by :func:`run_representation_study`.
+SUMMARY_FILE_NAME = "representations.json"
+
+_DESCRIPTIONS = {
+    "waveform": "the report's sample-rate pyramid (1-D convolutions, DiffAugment)",
+    "spectral": "log magnitude + instantaneous frequency (GANSynth), 2-D convolutions",
+    "magnitude": "log magnitude only, phase by Griffin-Lim (SpecGAN), 2-D convolutions",
+}
+#: One arm per representation, the waveform pyramid first (the baseline).
+ARMS = tuple(StudyArm(name, "representation", _DESCRIPTIONS[name], preset="quick",
+                      overrides={"representation": name}) for name in REPRESENTATIONS)
+#: Steps per scale of the growth up to the finest scale (scales 0..K-2 stable,
+#: fades into 1..K-1), about 3x the quick preset's; the finest scale then
+#: trains until the CPU budget is spent.
+GROWTH_STABLE_STEPS = (120, 90, 90, 60, 45, 45)
+GROWTH_FADE_STEPS = (0, 45, 45, 45, 45, 45, 45)
+#: Clips of each arm's first seed kept to listen to.
+_CLIPS_KEPT = 4
+
+
+def _preset(arm: StudyArm, num_scales: int):
+    stable = GROWTH_STABLE_STEPS[:num_scales - 1]
+    stable += (stable[-1],) * (num_scales - 1 - len(stable)) + (_ENDLESS_STEPS,)
+    fade = (GROWTH_FADE_STEPS + GROWTH_FADE_STEPS[-1:] * num_scales)[:num_scales]
+    return get_preset(arm.preset).replace(**arm.overrides, stable_steps=stable,
+                                          fade_steps=fade, checkpoint_every=_ENDLESS_STEPS,
+                                          log_every=50)
+
+
+def _score(gan, scorer: Scorer, top: int) -> tuple[dict | None, np.ndarray, float]:
+    """Ratios of the EMA generator's finest clips, the clips, and ms per generated clip."""
+    start = time.perf_counter()
+    outputs = np.asarray(gan.ema_generator(scorer.z, training=False), np.float32)
+    clips = representations.to_audio(gan.ema_generator.spec, outputs, top)
+    ms_per_clip = 1000.0 * (time.perf_counter() - start) / len(clips)
+    if not np.all(np.isfinite(clips)):
+        return None, clips, ms_per_clip
+    return scorer.with_ratios(clips), clips, ms_per_clip
+
+
+def run_representation_arm(data_dir, run_dir, arm: StudyArm, seed: int, budget_cpu_s: float,
+                           mark_cpu_s: float = 50.0, n: int = 135, clips_dir=None,
+                           progress: bool = False) -> dict[str, Any]:
+    """Grow one arm to the finest scale, train it there until ``budget_cpu_s``, scoring it.
+
+    Args:
+        data_dir: Dataset folder.
+        run_dir: Scratch run folder (must not exist; checkpoints are not kept).
+        arm: The representation arm (:data:`ARMS`).
+        seed: Seed of weights, latents and data.
+        budget_cpu_s: Training CPU-seconds of the whole run, growth included.
+        mark_cpu_s: Score at every multiple of this reached at the finest scale.
+        n: Generated (and real test) clips per score.
+        clips_dir: Where to write a few finest clips at the end (None: nowhere).
+        progress: Print a line per score.
+
+    Returns:
+        Dict: ``arm``, ``seed``, ``budget_cpu_s``, ``dataset_fingerprint``, ``real``
+        (the real test clips' metrics), ``top_reached_cpu_s`` (training CPU-seconds
+        when the finest scale's stable phase began), ``points`` (``mark``,
+        ``cpu_s``, ``wall_s``, ``step``, ``ema``: metrics with ratios), ``steps``,
+        ``generate_ms_per_clip`` and ``diverged``.
+    """
+    manifest = data.read_manifest(data_dir)
+    top = int(manifest["num_scales"]) - 1
+    scorer = Scorer(data_dir, top, n, seed)
+    scorer.z = np.random.default_rng(seed + 11).standard_normal(
+        (scorer.n, get_preset(arm.preset).latent_dim)).astype(np.float32)
+    marks = list(np.arange(mark_cpu_s, budget_cpu_s, mark_cpu_s)) + [float(budget_cpu_s)]
+    record = {"arm": arm.to_dict(), "seed": int(seed), "budget_cpu_s": float(budget_cpu_s),
+              "dataset_fingerprint": data.dataset_fingerprint(manifest), "scale": top,
+              "n": scorer.n, "real": scorer.real, "points": [], "top_reached_cpu_s": None,
+              "diverged": None}
+    clock = {"cpu": time.process_time(), "wall": time.monotonic(), "excluded": 0.0}
+    last = {}
+
+    def on_step(gan, phase, step):
+        spent = time.process_time() - clock["cpu"] - clock["excluded"]
+        if phase.scale != top or phase.kind != "stable":
+            return False
+        if record["top_reached_cpu_s"] is None:
+            record["top_reached_cpu_s"] = round(spent, 2)
+            while marks and marks[0] <= spent and len(marks) > 1:
+                marks.pop(0)  # passed while growing: nothing at the finest scale to score
+        if spent < marks[0]:
+            return False
+        before = time.process_time()
+        metrics, last["clips"], last["ms"] = _score(gan, scorer, top)
+        record["points"].append({"mark": float(marks.pop(0)), "cpu_s": round(spent, 2),
+                                 "wall_s": round(time.monotonic() - clock["wall"], 2),
+                                 "step": int(step), "ema": metrics})
+        clock["excluded"] += time.process_time() - before
+        if progress:
+            fd = metrics["fd_ratio"] if metrics else float("nan")
+            print(f"  {arm.name} seed {seed}: {spent:5.0f} CPU-s, step {step}, "
+                  f"FD / floor {fd:.3g}", flush=True)
+        return not marks
+
+    try:
+        history = training.train(data_dir, run_dir, preset=_preset(arm, top + 1), seed=seed,
+                                 progress=False, keep_checkpoints=1, on_step=on_step)
+        record["steps"] = int(history["step"][-1])
+    except training.TrainingDiverged as error:
+        record["diverged"] = {"step": error.step, "scale": error.scale}
+        record["steps"] = int(error.step)
+    record["generate_ms_per_clip"] = round(last.get("ms", float("nan")), 2)
+    if clips_dir is not None and "clips" in last:
+        rate = scale_sample_rate(top, top + 1, int(manifest["sample_rate"]))
+        for i, clip in enumerate(last["clips"][:_CLIPS_KEPT]):
+            audio.save_audio(Path(clips_dir) / f"{arm.name}_{i}.wav", clip, rate)
+    return record
+
+
+def run_representation_study(data_dir, out_dir, runs_dir, arms: Sequence[StudyArm] = ARMS,
+                             seeds: Sequence[int] = (0, 1, 2), budget_cpu_s: float = 400.0,
+                             mark_cpu_s: float = 50.0, command: str | None = None,
+                             progress: bool = True) -> dict[str, Any]:
+    """Every arm for every seed (finished runs skipped), then :func:`summarize_representations`.
+
+    Writes ``OUT/runs/ARM_seedS.json``, ``OUT/clips/ARM_i.wav`` (first seed)
+    and ``OUT/representations.json``.
+
+    Returns:
+        The summary with ``meta`` and ``runs`` (the records; not in the JSON file).
+    """
+    out_dir, runs_dir = Path(out_dir), Path(runs_dir)
+    fingerprint = data.dataset_fingerprint(data.read_manifest(data_dir))
+    start, runs = time.monotonic(), []
+    for arm in arms:
+        for seed in seeds:
+            path = out_dir / "runs" / f"{arm.name}_seed{seed}.json"
+            saved = json.loads(path.read_text()) if path.is_file() else None
+            if (saved is None or saved["arm"] != arm.to_dict()
+                    or saved["budget_cpu_s"] != budget_cpu_s
+                    or saved["dataset_fingerprint"] != fingerprint):
+                if progress:
+                    print(f"{arm.name} seed {seed}: {arm.description}", flush=True)
+                run_dir = runs_dir / f"{arm.name}_seed{seed}"
+                shutil.rmtree(run_dir, ignore_errors=True)
+                saved = run_representation_arm(
+                    data_dir, run_dir, arm, seed, budget_cpu_s, mark_cpu_s,
+                    clips_dir=out_dir / "clips" if seed == seeds[0] else None,
+                    progress=progress)
+                shutil.rmtree(run_dir, ignore_errors=True)
+                files.write_json(path, saved)
+            runs.append(saved)
+    summary = summarize_representations(runs)
+    summary["meta"] = {"command": command, "machine": machine_description(),
+                       "budget_cpu_s": budget_cpu_s, "mark_cpu_s": mark_cpu_s,
+                       "seeds": list(seeds), "growth_stable_steps": list(GROWTH_STABLE_STEPS),
+                       "growth_fade_steps": list(GROWTH_FADE_STEPS),
+                       "date": time.strftime("%Y-%m-%d"),
+                       "this_invocation_wall_s": round(time.monotonic() - start, 1)}
+    files.write_json(out_dir / SUMMARY_FILE_NAME, summary)
+    summary["runs"] = runs
+    return summary
+
+
+_METRICS = ("fd_ratio", "is_ratio", "ndb_over_k", "flatness_ratio")
+
+
+def _final(run: dict, metric: str):
+    points = [p for p in run["points"] if p["ema"] is not None]
+    if not points or points[-1]["mark"] != run["budget_cpu_s"]:
+        return None  # diverged or stopped before the budget: no final score
+    return points[-1]["ema"][metric]
+
+
+def summarize_representations(runs: Sequence[dict]) -> dict[str, Any]:
+    """Per arm: final finest-scale metrics over seeds, steps, CPU-seconds to reach the
+    finest scale, and each metric's difference against the first arm (bootstrap CI,
+    permutation p; :func:`ablation.compare_groups`)."""
+    arms: dict[str, list] = {}
+    for run in runs:
+        arms.setdefault(run["arm"]["name"], []).append(run)
+    baseline = next(iter(arms))
+    out = {}
+    for name, seeds in arms.items():
+        entry = {"description": seeds[0]["arm"]["description"], "seeds": len(seeds),
+                 "steps": _spread([r["steps"] for r in seeds]),
+                 "top_reached_cpu_s": _spread([r["top_reached_cpu_s"] for r in seeds]),
+                 "generate_ms_per_clip": _spread([r["generate_ms_per_clip"] for r in seeds]),
+                 "diverged": sum(r["diverged"] is not None for r in seeds)}
+        for metric in _METRICS:
+            values = [_final(r, metric) for r in seeds]
+            entry[metric] = _spread(values)
+            if name != baseline:
+                entry[f"{metric}_vs_{baseline}"] = ablation.compare_groups(
+                    [_final(r, metric) for r in arms[baseline]], values)
+        out[name] = entry
+    return {"baseline": baseline, "arms": out}
+
+
+def format_representation_table(summary: dict[str, Any]) -> str:
+    """The summary as text (mean ± std over seeds), at most 76 characters wide.
+
+    Notebook: chapters/08_which_representation.ipynb
+    """
+    def cell(stat, digits):
+        return "n/a" if stat is None else f"{stat['mean']:.{digits}f}±{stat['std']:.{digits}f}"
+
+    header = (f"{'arm':<10} {'steps':>6} {'top at':>7} {'FD/floor':>11} {'IS/real':>10} "
+              f"{'NDB/K':>10} {'flat/real':>10}")
+    lines = [header, "-" * len(header)]
+    for name, arm in summary["arms"].items():
+        lines.append(f"{name:<10} {arm['steps']['mean']:>6.0f} "
+                     f"{arm['top_reached_cpu_s']['mean']:>6.0f}s "
+                     f"{cell(arm['fd_ratio'], 1):>11} {cell(arm['is_ratio'], 2):>10} "
+                     f"{cell(arm['ndb_over_k'], 2):>10} {cell(arm['flatness_ratio'], 2):>10}")
+    return "\n".join(lines)
