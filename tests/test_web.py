@@ -220,3 +220,28 @@ def test_conditional_run_chooses_classes(conditional_run, site):
         assert 'name="class"' in client.get("/").content.decode()
     finally:
         web.load_site(REFERENCE)
+
+
+def test_a_spectral_run_is_served_as_audio(tone_dataset, tmp_path, site):
+    """A spectrogram run (chapter 8): the site inverts its spectrograms to waveforms."""
+    from django.test import Client
+
+    from pggan_lib import training
+
+    run = tmp_path / "spectral"
+    training.train(tone_dataset, run, preset="tiny", overrides={"representation": "spectral"},
+                   progress=False)
+    try:
+        spectral_site = web.load_site(run)
+        client = Client()
+        info = client.get("/api/info").json()
+        assert info["sample_rate"] == 16000 and info["clip_seconds"] == pytest.approx(0.016)
+        response = client.get("/api/generate?seed=2&seconds=0.5")
+        assert response.status_code == 200
+        signal, rate = decode(response)
+        assert rate == 16000 and len(signal) == 8000 and np.abs(signal).max() > 0
+        # The untrained generator goes past full scale; the WAV holds the clipped signal.
+        want = np.clip(spectral_site.playground.track(0.5, seed=2), -1.0, 1.0)
+        np.testing.assert_allclose(signal, want, atol=1 / 32767)
+    finally:
+        web.load_site(REFERENCE)
