@@ -241,8 +241,13 @@ def format_representation_table(summary: dict[str, Any]) -> str:
 
     Notebook: chapters/08_which_representation.ipynb
     """
+    def number(x, digits):
+        return f"{x:.{digits}f}" if abs(x) < 1000 else f"{x:.2g}"
+
     def cell(stat, digits):
-        return "n/a" if stat is None else f"{stat['mean']:.{digits}f}±{stat['std']:.{digits}f}"
+        if stat is None:
+            return "n/a"
+        return f"{number(stat['mean'], digits)}±{number(stat['std'], digits)}"
 
     header = (f"{'arm':<10} {'steps':>6} {'top at':>7} {'FD/floor':>11} {'IS/real':>10} "
               f"{'NDB/K':>10} {'flat/real':>10}")

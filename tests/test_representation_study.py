@@ -1,0 +1,68 @@
+"""Chapter 8's comparison harness: equal CPU budgets, scores at the finest scale, resume."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from pggan_lib import representation_study as rs
+
+ARMS = tuple(dataclasses.replace(arm, preset="tiny") for arm in rs.ARMS)
+
+
+@pytest.fixture(scope="module")
+def study(tone_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("representations")
+    summary = rs.run_representation_study(tone_dataset, out, out / "scratch", ARMS,
+                                          seeds=(0, 1), budget_cpu_s=8.0, mark_cpu_s=4.0,
+                                          progress=False)
+    return out, summary
+
+
+def test_every_run_spends_the_budget_and_is_scored_at_the_finest_scale(study):
+    out, summary = study
+    assert len(summary["runs"]) == 6
+    for run in summary["runs"]:
+        assert run["scale"] == 2 and run["diverged"] is None
+        last = run["points"][-1]
+        # Scored at the first step past the budget (or past reaching the top, if later).
+        assert last["mark"] == 8.0 and last["cpu_s"] >= 8.0
+        assert last["cpu_s"] - max(8.0, run["top_reached_cpu_s"]) < 2.0
+        assert run["top_reached_cpu_s"] <= last["cpu_s"]
+        assert all(p["ema"]["fd_ratio"] > 0 for p in run["points"])
+        assert [p["mark"] for p in run["points"]] == sorted(p["mark"] for p in run["points"])
+        assert run["steps"] == last["step"]
+    assert sorted(p.name for p in (out / "clips").glob("*.wav")) == sorted(
+        f"{arm.name}_{i}.wav" for arm in ARMS for i in range(4))
+
+
+def test_summary_compares_each_spectrogram_arm_with_the_waveform_pyramid(study):
+    out, summary = study
+    stored = json.loads((out / rs.SUMMARY_FILE_NAME).read_text())
+    assert stored["baseline"] == "waveform" and set(stored["arms"]) == {a.name for a in ARMS}
+    for name in ("spectral", "magnitude"):
+        entry = stored["arms"][name]
+        finals = [r["points"][-1]["ema"]["fd_ratio"] for r in summary["runs"]
+                  if r["arm"]["name"] == name]
+        assert entry["fd_ratio"]["mean"] == pytest.approx(np.mean(finals))
+        base = [r["points"][-1]["ema"]["fd_ratio"] for r in summary["runs"]
+                if r["arm"]["name"] == "waveform"]
+        compare = entry["fd_ratio_vs_waveform"]
+        assert compare["difference"] == pytest.approx(np.mean(finals) - np.mean(base))
+        assert compare["n"] == [2, 2]
+    lines = rs.format_representation_table(stored).splitlines()
+    assert len(lines) == 5 and max(map(len, lines)) <= 76
+
+
+def test_a_rerun_skips_finished_runs(study, tone_dataset, monkeypatch):
+    out, summary = study
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(rs, "run_representation_arm", refuse)
+    again = rs.run_representation_study(tone_dataset, out, out / "scratch", ARMS,
+                                        seeds=(0, 1), budget_cpu_s=8.0, mark_cpu_s=4.0,
+                                        progress=False)
+    assert again["arms"] == summary["arms"]
