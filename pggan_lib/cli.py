@@ -610,10 +610,7 @@ def _run_study(args: argparse.Namespace) -> int:
     if args.representations:
         return _run_representation_study(args)
     arms = _selected_arms(study.DEFAULT_ARMS, args.arms)
-    command = (f"pggan study --data {shlex.quote(str(args.data))} "
-               f"--out {shlex.quote(str(args.out))} --seeds {args.seeds} "
-               f"--budget-cpu-s {args.budget_cpu_s:g} --first-cpu-s {args.first_cpu_s:g}"
-               + _arms_flag(args.arms))
+    command = _study_command(args)
     with _scratch_runs_dir(args.runs_dir, "pggan-study-") as runs_dir:
         summary = study.run_study(args.data, args.out, runs_dir, arms, range(args.seeds),
                                   args.budget_cpu_s, args.first_cpu_s, command=command)
@@ -622,6 +619,14 @@ def _run_study(args: argparse.Namespace) -> int:
     print(study.format_study_table(summary))
     print(f"pggan study: {len(summary['runs'])} runs in {args.out}")
     return 0
+
+
+def _study_command(args: argparse.Namespace, flag: str = "") -> str:
+    """The ``pggan study`` command line of a budgeted study, as stored with its results."""
+    return (f"pggan study {flag}--data {shlex.quote(str(args.data))} "
+            f"--out {shlex.quote(str(args.out))} --seeds {args.seeds} "
+            f"--budget-cpu-s {args.budget_cpu_s:g} --first-cpu-s {args.first_cpu_s:g}"
+            + _arms_flag(args.arms))
 
 
 def _run_growth_study(args: argparse.Namespace) -> int:
@@ -642,10 +647,7 @@ def _run_representation_study(args: argparse.Namespace) -> int:
     from pggan_lib import plots, representation_study as rs
 
     arms = _selected_arms(rs.ARMS, args.arms)
-    command = (f"pggan study --representations --data {shlex.quote(str(args.data))} "
-               f"--out {shlex.quote(str(args.out))} --seeds {args.seeds} "
-               f"--budget-cpu-s {args.budget_cpu_s:g} --first-cpu-s {args.first_cpu_s:g}"
-               + _arms_flag(args.arms))
+    command = _study_command(args, "--representations ")
     with _scratch_runs_dir(args.runs_dir, "pggan-representations-") as runs_dir:
         summary = rs.run_representation_study(
             args.data, args.out, runs_dir, arms, tuple(range(args.seeds)), args.budget_cpu_s,

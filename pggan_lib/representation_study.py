@@ -30,7 +30,7 @@ import numpy as np
 from pggan_lib import ablation, audio, data, files, representations, training
 from pggan_lib.config import REPRESENTATIONS, get_preset, scale_sample_rate
 from pggan_lib.profiling import machine_description
-from pggan_lib.study import Scorer, StudyArm, _ENDLESS_STEPS, _spread
+from pggan_lib.study import Scorer, StudyArm, _ENDLESS_STEPS, _mean_std, _spread
 
 __all__ = [
     "ARMS",
@@ -241,14 +241,7 @@ def format_representation_table(summary: dict[str, Any]) -> str:
 
     Notebook: chapters/08_which_representation.ipynb
     """
-    def number(x, digits):
-        return f"{x:.{digits}f}" if abs(x) < 1000 else f"{x:.2g}"
-
-    def cell(stat, digits):
-        if stat is None:
-            return "n/a"
-        return f"{number(stat['mean'], digits)}±{number(stat['std'], digits)}"
-
+    cell = _mean_std
     header = (f"{'arm':<10} {'steps':>6} {'top at':>7} {'FD/floor':>11} {'IS/real':>10} "
               f"{'NDB/K':>10} {'flat/real':>10}")
     lines = [header, "-" * len(header)]

@@ -291,27 +291,9 @@ def test_mirrored_strategy_matches_one_device(tone_dataset, tmp_path):
 WINDOWS_AUG = {"data": "windows", "augment": ("gain", "polarity", "shift", "cutout", "noise")}
 
 
-def test_resume_with_windows_and_augmentation_equals_uninterrupted(tone_dataset, tmp_path):
-    straight = training.train(tone_dataset, tmp_path / "straight", preset="tiny",
-                              overrides=WINDOWS_AUG, progress=False)
-    plain = training.train(tone_dataset, tmp_path / "plain", preset="tiny", max_steps=3,
-                           progress=False)
-    # Augmentation and windows change what the critic sees from the first step.
-    assert straight["d_loss"][0] != pytest.approx(plain["d_loss"][0], rel=1e-3)
-    training.train(tone_dataset, tmp_path / "resumed", preset="tiny", overrides=WINDOWS_AUG,
-                   max_steps=10, progress=False)
-    resumed = training.train(tone_dataset, tmp_path / "resumed", resume=True, progress=False)
-    assert resumed["step"] == list(range(1, 21))
-    for name in training.METRIC_NAMES:
-        np.testing.assert_allclose(resumed[name], straight[name], rtol=1e-5, atol=1e-6,
-                                   err_msg=name)
-    stored = json.loads((tmp_path / "resumed" / "config.json").read_text())["preset"]
-    assert stored["data"] == "windows" and stored["augment"] == list(WINDOWS_AUG["augment"])
-
-
-@pytest.mark.parametrize("representation", ["spectral", "magnitude"])
-def test_spectral_resume_equals_uninterrupted(tone_dataset, tmp_path, representation):
-    overrides = {"representation": representation, "data": "windows"}
+def _resume_matches_straight(tone_dataset, tmp_path, overrides):
+    """Train ``tiny`` with ``overrides`` straight and stopped at step 10 + resumed; the
+    resumed history must equal the straight one. Returns the straight history."""
     straight = training.train(tone_dataset, tmp_path / "straight", preset="tiny",
                               overrides=overrides, progress=False)
     training.train(tone_dataset, tmp_path / "resumed", preset="tiny", overrides=overrides,
@@ -321,6 +303,23 @@ def test_spectral_resume_equals_uninterrupted(tone_dataset, tmp_path, representa
     for name in training.METRIC_NAMES:
         np.testing.assert_allclose(resumed[name], straight[name], rtol=1e-5, atol=1e-6,
                                    err_msg=name)
+    return straight
+
+
+def test_resume_with_windows_and_augmentation_equals_uninterrupted(tone_dataset, tmp_path):
+    straight = _resume_matches_straight(tone_dataset, tmp_path, WINDOWS_AUG)
+    plain = training.train(tone_dataset, tmp_path / "plain", preset="tiny", max_steps=3,
+                           progress=False)
+    # Augmentation and windows change what the critic sees from the first step.
+    assert straight["d_loss"][0] != pytest.approx(plain["d_loss"][0], rel=1e-3)
+    stored = json.loads((tmp_path / "resumed" / "config.json").read_text())["preset"]
+    assert stored["data"] == "windows" and stored["augment"] == list(WINDOWS_AUG["augment"])
+
+
+@pytest.mark.parametrize("representation", ["spectral", "magnitude"])
+def test_spectral_resume_equals_uninterrupted(tone_dataset, tmp_path, representation):
+    _resume_matches_straight(tone_dataset, tmp_path,
+                             {"representation": representation, "data": "windows"})
     a = np.load(training.latest_checkpoint(tmp_path / "straight"))
     b = np.load(training.latest_checkpoint(tmp_path / "resumed"))
     for key in a.files:
