@@ -152,6 +152,10 @@ def test_error_messages(tone_dataset, trained_run, tmp_path, capsys):
          "unknown arm(s) fastest; arms: old_reference, windows"),
         (("study", "--data", tone_dataset, "--out", tmp_path / "s", "--budget-cpu-s", "10",
           "--first-cpu-s", "20"), "--first-cpu-s 20 is larger than --budget-cpu-s 10"),
+        (("study", "--representations", "--data", tone_dataset, "--out", tmp_path / "s",
+          "--arms", "pixels"), "unknown arm(s) pixels; arms: waveform, spectral, magnitude"),
+        (("train", "--data", tone_dataset, "--out", tmp_path / "r", "--representation",
+          "spectral", "--conditional"), "spectrogram models are unconditional"),
         (("ablate", "--data", tone_dataset, "--out", tmp_path / "a", "--budget", "huge"),
          "unknown --budget 'huge'; choose one of learn, full, quick, tiny"),
     ]
