@@ -105,6 +105,10 @@ def _clip_samples_for(preset, clip_samples):
 
 
 def _spec_for(preset, num_scales, clip_samples):
+    if preset.representation != "waveform":
+        raise ValueError(f"FLOP counts and step timings cover the waveform models; preset "
+                         f"{preset.name!r} has representation={preset.representation!r} "
+                         f"(chapter 8 times spectrogram runs by their training CPU-seconds)")
     manifest = {"num_scales": num_scales, "clip_samples": clip_samples,
                 "class_names": ["a"], "sample_rate": config.DEFAULT_SAMPLE_RATE}
     return training.model_spec_for(preset, manifest)

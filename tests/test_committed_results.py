@@ -115,3 +115,26 @@ def test_committed_ablation_grid_is_scored_and_its_verdicts_follow_from_its_runs
     assert [v["verdict"] for v in stored["verdicts"]] == [
         v["verdict"] for v in results["verdicts"]]
     assert (folder / "quality.png").is_file()
+
+
+def test_committed_representation_study_follows_from_its_runs():
+    """results/representations (chapter 8): 3 arms x 3 seeds at one budget, the summary
+    recomputed from the committed runs, clips to listen to at 16 kHz."""
+    from pggan_lib import representation_study as rs
+
+    folder = config.RESULTS_DIR / "representations"
+    stored = json.loads((folder / rs.SUMMARY_FILE_NAME).read_text())
+    runs = [json.loads(p.read_text()) for p in sorted((folder / "runs").glob("*.json"))]
+    assert sorted((r["arm"]["name"], r["seed"]) for r in runs) == sorted(
+        (arm.name, seed) for arm in rs.ARMS for seed in range(3))
+    budget = stored["meta"]["budget_cpu_s"]
+    for run in runs:
+        assert run["budget_cpu_s"] == budget and run["points"][-1]["mark"] == budget
+        assert run["points"][-1]["cpu_s"] >= budget
+    by_name = {arm.name: i for i, arm in enumerate(rs.ARMS)}
+    runs.sort(key=lambda r: (by_name[r["arm"]["name"]], r["seed"]))
+    recomputed = json.loads(json.dumps(rs.summarize_representations(runs)))
+    assert recomputed == {k: v for k, v in stored.items() if k != "meta"}
+    for arm in rs.ARMS:
+        clip, rate = sf.read(folder / "clips" / f"{arm.name}_0.wav")
+        assert rate == 16000 and clip.shape == (16384,)
