@@ -856,9 +856,13 @@ def _phase_batches(data_dir, preset, phase, seed, first, spec):
                                        seed=phase_seed)
         dataset = dataset.skip(first) if first else dataset
     if spectral:
-        dataset = dataset.map(
-            lambda clips, labels: (representations.real_batch(clips, spec, phase.scale), labels),
-            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        # Plain graph ops: nothing for autograph to convert (it would re-read the source).
+        @tf.autograph.experimental.do_not_convert
+        def to_spectrograms(clips, labels):
+            return representations.real_batch(clips, spec, phase.scale), labels
+
+        dataset = dataset.map(to_spectrograms, num_parallel_calls=tf.data.AUTOTUNE,
+                              deterministic=True)
     return dataset
 
 
