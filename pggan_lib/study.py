@@ -373,10 +373,12 @@ def summarize_study(runs: Sequence[dict]) -> dict[str, Any]:
 
 
 def _mean_std(stat: dict[str, float] | None, digits: int = 2) -> str:
-    """``"mean±std"`` of a :func:`_spread` dict, ``"-"`` for None (2 significant
-    digits from 1000 up, so that a runaway value keeps its column's width)."""
+    """``"mean±std"`` of a :func:`_spread` dict, ``"-"`` for None (a number longer
+    than 8 characters in 2 significant digits, so that a runaway value keeps its
+    column's width)."""
     def number(x):
-        return f"{x:.{digits}f}" if abs(x) < 1000 else f"{x:.2g}"
+        text = f"{x:.{digits}f}"
+        return text if len(text) <= 8 else f"{x:.2g}"
 
     return "-" if stat is None else f"{number(stat['mean'])}±{number(stat['std'])}"
 

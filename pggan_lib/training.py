@@ -225,10 +225,13 @@ def model_spec_for(preset: Preset, manifest: dict, activation=None, conditional=
 
     Notebook: chapters/03_progressive_model.ipynb
     """
+    activation = activation or preset.activation
+    # "report" selects the report's scheme: f(x) = tanh(x) + x/alpha in the hidden
+    # layers *and* at the critic's output; the others keep PGGAN's linear output.
+    critic_output = critic_output or ("report" if activation == "report" else "linear")
     if preset.representation != "waveform":
-        return representations.spectral_model_spec(
-            preset, manifest, activation or preset.activation,
-            critic_output or ("report" if activation == "report" else "linear"))
+        return representations.spectral_model_spec(preset, manifest, activation,
+                                                   critic_output)
     num_scales = int(manifest["num_scales"])
     wanted = dict(
         num_scales=num_scales,
@@ -236,16 +239,13 @@ def model_spec_for(preset: Preset, manifest: dict, activation=None, conditional=
         latent_dim=preset.latent_dim,
         channels=preset.per_scale("channels", num_scales),
         kernel_size=preset.kernel_size,
-        activation=activation or preset.activation,
+        activation=activation,
         num_classes=len(manifest["class_names"]) if conditional else 0,
         minibatch_group_size=preset.minibatch_group_size,
         phase_shuffle=preset.phase_shuffle,
         output_skips=preset.output_skips,
+        critic_output_activation=critic_output,
     )
-    # "report" selects the report's scheme: f(x) = tanh(x) + x/alpha in the hidden
-    # layers *and* at the critic's output; the others keep PGGAN's linear output.
-    wanted["critic_output_activation"] = critic_output or (
-        "report" if wanted["activation"] == "report" else "linear")
     # Only pass what this ModelSpec knows; other fields keep the model's defaults.
     known = {f.name for f in dataclasses.fields(models.ModelSpec)}
     return models.ModelSpec(**{k: v for k, v in wanted.items() if k in known})
