@@ -75,7 +75,8 @@ def _preset(arm: StudyArm, num_scales: int):
 def _score(gan, scorer: Scorer, top: int) -> tuple[dict | None, np.ndarray, float]:
     """Ratios of the EMA generator's finest clips, the clips, and ms per generated clip."""
     start = time.perf_counter()
-    outputs = np.asarray(gan.ema_generator(scorer.z, training=False), np.float32)
+    z = scorer.latents(gan.latent_dim)
+    outputs = np.asarray(gan.ema_generator(z, training=False), np.float32)
     clips = representations.to_audio(gan.ema_generator.spec, outputs, top)
     ms_per_clip = 1000.0 * (time.perf_counter() - start) / len(clips)
     if not np.all(np.isfinite(clips)):
@@ -109,8 +110,6 @@ def run_representation_arm(data_dir, run_dir, arm: StudyArm, seed: int, budget_c
     manifest = data.read_manifest(data_dir)
     top = int(manifest["num_scales"]) - 1
     scorer = Scorer(data_dir, top, n, seed)
-    scorer.z = np.random.default_rng(seed + 11).standard_normal(
-        (scorer.n, get_preset(arm.preset).latent_dim)).astype(np.float32)
     marks = list(np.arange(mark_cpu_s, budget_cpu_s, mark_cpu_s)) + [float(budget_cpu_s)]
     record = {"arm": arm.to_dict(), "seed": int(seed), "budget_cpu_s": float(budget_cpu_s),
               "dataset_fingerprint": data.dataset_fingerprint(manifest), "scale": top,

@@ -127,7 +127,7 @@ def real_batch(clips, spec: SpectralModelSpec, scale: int):
                             data_format="channels_last")
 
 
-def to_audio(spec, outputs, scale: int) -> np.ndarray:
+def to_audio(spec, outputs, scale: int, at_finest_rate: bool = False) -> np.ndarray:
     """Generator outputs at ``scale`` as waveforms at that scale's sample rate.
 
     A coarse spectrogram is stretched back to the finest size (nearest
@@ -139,14 +139,19 @@ def to_audio(spec, outputs, scale: int) -> np.ndarray:
         spec: The generator's spec (``ModelSpec``: outputs are waveforms already).
         outputs: ``(N, samples, 1)`` or ``(N, frames_k, bins_k, channels)``.
         scale: The scale they were generated at.
+        at_finest_rate: Spectrograms only: keep the inverted clip at the finest
+            rate (what a coarse picture sounds like over the whole band).
 
     Returns:
-        float32 ``(N, spec.samples_at_scale(scale))``.
+        float32 ``(N, spec.samples_at_scale(scale))``, or with ``at_finest_rate``
+        ``(N, spec.clip_samples)``.
 
     Notebook: chapters/08_which_representation.ipynb
     """
     x = np.asarray(outputs, np.float32)
     if not isinstance(spec, SpectralModelSpec):
+        if at_finest_rate:
+            raise ValueError("to_audio: at_finest_rate applies to spectrogram outputs only")
         return x[..., 0]
     factor = 2 ** (spec.num_scales - 1 - scale)
     r = x.repeat(factor, axis=1).repeat(factor, axis=2)
@@ -155,6 +160,6 @@ def to_audio(spec, outputs, scale: int) -> np.ndarray:
     r[..., 0] = np.minimum(r[..., 0] * _LOG_MAGNITUDE_SCALE - _LOG_MAGNITUDE_SHIFT,
                            np.log(spec.n_fft / 2))
     clips = spectral_models.waveforms(r, spec.stft, spec.clip_samples)
-    for _ in range(spec.num_scales - 1 - scale):
+    for _ in range(0 if at_finest_rate else spec.num_scales - 1 - scale):
         clips = audio.downsample2(clips.T).T  # soxr works on (samples, channels)
     return np.ascontiguousarray(clips, dtype=np.float32)

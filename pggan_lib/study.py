@@ -187,14 +187,19 @@ class Scorer:
                 "is_ratio": m["inception_score"] / real["inception_score"],
                 "flatness_ratio": m["spectral_flatness"] / real["spectral_flatness"]}
 
-    def score(self, gan) -> dict[str, Any]:
-        """:meth:`metrics` of the EMA and the raw generator of ``gan`` (None: non-finite)."""
+    def latents(self, latent_dim: int) -> np.ndarray:
+        """The fixed latents every score of this scorer uses: ``(n, latent_dim)``."""
         if self.z is None:
             self.z = np.random.default_rng(self.seed + 11).standard_normal(
-                (self.n, gan.latent_dim)).astype(np.float32)
+                (self.n, latent_dim)).astype(np.float32)
+        return self.z
+
+    def score(self, gan) -> dict[str, Any]:
+        """:meth:`metrics` of the EMA and the raw generator of ``gan`` (None: non-finite)."""
+        z = self.latents(gan.latent_dim)
         result = {}
         for name, generator in (("ema", gan.ema_generator), ("raw", gan.generator)):
-            clips = representations.to_audio(generator.spec, generator(self.z, training=False),
+            clips = representations.to_audio(generator.spec, generator(z, training=False),
                                              generator.current_scale)
             result[name] = self.metrics(clips) if np.all(np.isfinite(clips)) else None
         return result

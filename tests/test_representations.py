@@ -10,7 +10,7 @@ import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-from pggan_lib import config, representations, spectral, spectral_models, training  # noqa: E402
+from pggan_lib import audio, config, representations, spectral, spectral_models, training  # noqa: E402
 
 MANIFEST = {"num_scales": 7, "clip_samples": 16_384}
 
@@ -133,3 +133,21 @@ def test_cli_trains_and_generates_a_spectral_run(tone_dataset, tmp_path):
     made = pggan("generate", "--run", run, "--n", "2", "--out", out)
     assert made.returncode == 0, made.stderr
     assert sorted(p.name for p in out.glob("*.wav")) == ["sample_0000.wav", "sample_0001.wav"]
+
+
+def test_a_coarse_picture_can_be_heard_over_the_whole_band():
+    spec = representations.spectral_model_spec(
+        config.get_preset("quick").replace(representation="spectral"), MANIFEST, "leaky", "linear")
+    clips = _tones()
+    coarse = np.asarray(representations.real_batch(clips[..., None], spec, 3))
+    full = representations.to_audio(spec, coarse, 3, at_finest_rate=True)
+    assert full.shape == clips.shape
+    # Taken down three octaves, it is what to_audio gives at the scale's own rate.
+    np.testing.assert_allclose(representations.to_audio(spec, coarse, 3),
+                               audio.downsample2(audio.downsample2(audio.downsample2(
+                                   full.T))).T, atol=1e-5)
+    with pytest.raises(ValueError, match="spectrogram outputs only"):
+        representations.to_audio(training.model_spec_for(
+            config.get_preset("tiny"), {"num_scales": 3, "clip_samples": 256,
+                                        "class_names": ["a"]}),
+            np.zeros((1, 64, 1), np.float32), 0, at_finest_rate=True)
