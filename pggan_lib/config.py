@@ -115,7 +115,9 @@ class Preset:
         n_critic: Critic updates per generator update.
         learning_rate, beta_1, beta_2: Adam settings of both players (PGGAN:
             0.001, 0.0, 0.99).
-        gp_weight: Gradient-penalty weight lambda.
+        gp_weight: Weight of the critic's penalty: lambda of WGAN-GP, gamma of R1.
+        penalty: ``"gp"`` (WGAN-GP's, on real/fake interpolates, towards norm 1)
+            or ``"r1"`` (on real clips, towards 0; ``losses.r1_penalty``).
         drift_weight: PGGAN's drift weight on ``D(x)^2`` (WGAN-GP loss only).
         ema_decay: Decay of the generator's exponential moving average.
         checkpoint_every: Steps between checkpoints (also one at each phase end).
@@ -143,6 +145,9 @@ class Preset:
             see :mod:`pggan_lib.representations`. The spectrogram models are
             unconditional, use 3 x 3 kernels, and train without ``augment``
             (its transforms act on waveforms).
+        architecture: ``"progressive"`` or ``"wavegan"``: the non-progressive
+            WaveGAN players (``models.WaveGANGenerator``), trained on the
+            finest scale alone (every other scale's steps must be 0).
 
     Notebook: chapters/03_progressive_model.ipynb
     """
@@ -160,6 +165,7 @@ class Preset:
     beta_1: float = 0.0
     beta_2: float = 0.99
     gp_weight: float = 10.0
+    penalty: str = "gp"
     drift_weight: float = 1e-3
     ema_decay: float = 0.999
     checkpoint_every: int = 500
@@ -177,6 +183,7 @@ class Preset:
     augment: tuple = ()
     output_skips: bool = False
     representation: str = "waveform"
+    architecture: str = "progressive"
 
     def per_scale(self, field: str, num_scales: int) -> tuple:
         """Expand a per-scale field to exactly ``num_scales`` values (coarse -> fine)."""

@@ -38,6 +38,8 @@ from keras import ops
 __all__ = [
     "sample_interpolation_coefficients",
     "gradient_penalty",
+    "r1_penalty",
+    "PENALTY_NAMES",
     "wgan_gp_critic_loss",
     "wgan_generator_loss",
     "gap_sign",
@@ -50,6 +52,9 @@ __all__ = [
 
 #: Names accepted by :func:`get_loss`.
 LOSS_NAMES = ("wgan-gp", "report")
+#: The critic's gradient penalties: WGAN-GP's on interpolates
+#: (:func:`gradient_penalty`) or R1 on real clips (:func:`r1_penalty`).
+PENALTY_NAMES = ("gp", "r1")
 
 #: The report's constants (``seed/SEED_BRIEF.md``, section "Loss function").
 REPORT_REAL_OFFSET = 0.0001
@@ -133,6 +138,33 @@ def gradient_penalty(critic_fn: Callable, real, fake, seed=None, epsilon=None):
     norms = ops.sqrt(ops.sum(ops.square(ops.reshape(grads, (ops.shape(grads)[0], -1))), axis=1)
                      + 1e-12)
     return ops.mean(ops.square(norms - 1.0))
+
+
+def r1_penalty(critic_fn: Callable, real):
+    """R1: ``0.5 * mean_i ||grad_x D(x_i)||_2^2`` on *real* examples (without gamma).
+
+    Mescheder et al. (2018) penalise the critic's gradient on the data only,
+    towards zero rather than towards norm 1; with weight gamma the critic
+    loss gains ``gamma / 2 * E ||grad D(x)||^2`` (StyleGAN's form), which is
+    this value times the loss's penalty weight. The graph stays
+    differentiable (double backprop), as for :func:`gradient_penalty`.
+
+    Args:
+        critic_fn: Callable ``x -> D(x)`` of shape ``(batch, 1)``.
+        real: Real examples ``(batch, ...)`` (audio or spectrograms).
+
+    Returns:
+        Scalar float32 tensor.
+
+    Notebook: chapters/05_training_on_gpu.ipynb
+    """
+    real = ops.convert_to_tensor(real)
+    with tf.GradientTape() as tape:
+        tape.watch(real)
+        total = ops.sum(ops.cast(critic_fn(real), "float32"))
+    grads = ops.cast(tape.gradient(total, real), "float32")
+    squared = ops.sum(ops.square(ops.reshape(grads, (ops.shape(grads)[0], -1))), axis=1)
+    return 0.5 * ops.mean(squared)
 
 
 def wgan_gp_critic_loss(d_real, d_fake, penalty=None, gp_weight=10.0, drift_weight=1e-3):

@@ -59,9 +59,14 @@ __all__ = [
     "count_params_at_scale",
     "build_wavegan_generator",
     "build_wavegan_critic",
+    "ARCHITECTURES",
+    "WaveGANGenerator",
+    "WaveGANCritic",
 ]
 
 _PACKAGE = "pggan"
+#: Values of :attr:`ModelSpec.architecture`.
+ARCHITECTURES = ("progressive", "wavegan")
 
 
 def default_activation_alphas(num_scales=DEFAULT_NUM_SCALES, coarsest=2.0, finest=16.0):
@@ -115,6 +120,9 @@ class ModelSpec:
         fir_taps: Taps of the anti-aliasing filter of up/downsampling.
         output_skips: Generator output as a sum of upsampled per-scale outputs
             (StyleGAN2's skip generator) instead of PGGAN's last-scale head.
+        architecture: ``"progressive"`` (the growing players) or ``"wavegan"``
+            (:class:`WaveGANGenerator` / :class:`WaveGANCritic`: the finest
+            scale only, the non-progressive peer).
 
     Notebook: chapters/03_progressive_model.ipynb
     """
@@ -135,6 +143,7 @@ class ModelSpec:
     use_pixel_norm: bool = True
     fir_taps: int = 33
     output_skips: bool = False
+    architecture: str = "progressive"
 
     def __post_init__(self):
         if self.num_scales < 1:
@@ -160,6 +169,9 @@ class ModelSpec:
                                  f"got {getattr(self, field)!r}")
         if self.num_classes < 0:
             raise ValueError(f"ModelSpec.num_classes must be >= 0, got {self.num_classes}")
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"ModelSpec.architecture must be one of {ARCHITECTURES}, "
+                             f"got {self.architecture!r}")
 
     def samples_at_scale(self, scale: int) -> int:
         """Samples of a clip at scale ``scale`` (0 = coarsest)."""
@@ -230,6 +242,11 @@ class ProgressiveModel(keras.Model):
             self.call(self._dummy_inputs(k), training=False)
         self._scale = self.spec.num_scales - 1
         self.built = True
+
+    @property
+    def first_scale(self) -> int:
+        """The coarsest scale the model can run (0: it grows from the coarsest)."""
+        return 0
 
     @property
     def current_scale(self) -> int:
@@ -681,3 +698,82 @@ def build_wavegan_critic(spec: ModelSpec) -> keras.Model:
     score = make_activation(spec.critic_output_activation, spec.critic_output_alpha,
                             layer_name="score")(score)
     return keras.Model(inputs, score, name="wavegan_critic")
+
+
+class _FinestScaleModel(ProgressiveModel):
+    """A WaveGAN network behind the progressive players' interface.
+
+    It has one scale, the finest, and never grows; wrapping it lets the
+    training driver, its checkpoints, ``.keras`` files and the study harness
+    treat the non-progressive peer exactly as the progressive players.
+    Subclasses set ``_build_network`` (``spec -> keras.Model``).
+    """
+
+    def __init__(self, spec, **kwargs):
+        super().__init__(spec, **kwargs)
+        self.network = type(self)._build_network(self.spec)
+        self.built = True
+
+    @property
+    def first_scale(self) -> int:
+        """The finest scale: the only one this model has."""
+        return self.spec.num_scales - 1
+
+    def set_scale(self, scale: int):
+        """Accept only the finest scale (a WaveGAN network does not grow)."""
+        if scale != self.first_scale:
+            raise ValueError(f"{self.name}: a WaveGAN network has only the finest scale "
+                             f"({self.first_scale}); scale {scale!r} does not exist")
+        super().set_scale(scale)
+
+    def call(self, inputs, training=None):
+        return self.network(inputs, training=training)
+
+    def _layers_for_scale(self, scale):
+        return [self.network]
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class WaveGANGenerator(_FinestScaleModel):
+    """:func:`build_wavegan_generator` as a one-scale progressive player.
+
+    Args:
+        spec: A :class:`ModelSpec` (or its dict); ``architecture`` is not read.
+
+    Call args:
+        inputs: ``z`` ``(batch, latent_dim)`` or ``[z, labels]``.
+
+    Returns:
+        Audio ``(batch, spec.clip_samples, 1)``.
+
+    Notebook: chapters/05_training_on_gpu.ipynb
+    """
+
+    _build_network = staticmethod(build_wavegan_generator)
+
+    def __init__(self, spec, **kwargs):
+        kwargs.setdefault("name", "wavegan_generator")
+        super().__init__(spec, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class WaveGANCritic(_FinestScaleModel):
+    """:func:`build_wavegan_critic` as a one-scale progressive player.
+
+    Args:
+        spec: A :class:`ModelSpec` (or its dict).
+
+    Call args:
+        inputs: Audio ``(batch, spec.clip_samples, 1)`` or ``[audio, labels]``.
+
+    Returns:
+        Scores ``(batch, 1)``.
+
+    Notebook: chapters/05_training_on_gpu.ipynb
+    """
+
+    _build_network = staticmethod(build_wavegan_critic)
+
+    def __init__(self, spec, **kwargs):
+        kwargs.setdefault("name", "wavegan_critic")
+        super().__init__(spec, **kwargs)

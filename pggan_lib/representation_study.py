@@ -30,7 +30,8 @@ import numpy as np
 from pggan_lib import ablation, audio, data, files, representations, training
 from pggan_lib.config import REPRESENTATIONS, get_preset, scale_sample_rate
 from pggan_lib.profiling import machine_description
-from pggan_lib.study import Scorer, StudyArm, _ENDLESS_STEPS, _mean_std, _spread
+from pggan_lib.study import (ENDLESS_STEPS, NO_GROWTH, Scorer, StudyArm, format_mean_std,
+                             seed_spread)
 
 __all__ = [
     "ARMS",
@@ -51,9 +52,17 @@ _DESCRIPTIONS = {
     "spectral": "log magnitude + instantaneous frequency (GANSynth), 2-D convolutions",
     "magnitude": "log magnitude only, phase by Griffin-Lim (SpecGAN), 2-D convolutions",
 }
-#: One arm per representation, the waveform pyramid first (the baseline).
+#: One arm per representation, the waveform pyramid first (the baseline), then
+#: the non-progressive peers on waveforms: the same players trained at the
+#: finest scale from the first step, and WaveGAN's players.
 ARMS = tuple(StudyArm(name, "representation", _DESCRIPTIONS[name], preset="quick",
-                      overrides={"representation": name}) for name in REPRESENTATIONS)
+                      overrides={"representation": name}) for name in REPRESENTATIONS) + (
+    StudyArm("direct", NO_GROWTH, "the waveform arm's players, no growing: the finest "
+             "scale from the first step", preset="quick"),
+    StudyArm("wavegan", NO_GROWTH, "WaveGAN's players (transposed convolutions, no "
+             "growing), the quick preset's widths", preset="quick",
+             overrides={"architecture": "wavegan"}),
+)
 #: Steps per scale of the growth up to the finest scale (scales 0..K-2 stable,
 #: fades into 1..K-1), about 3x the quick preset's; the finest scale then
 #: trains until the CPU budget is spent.
@@ -65,10 +74,12 @@ _CLIPS_KEPT = 4
 
 def _preset(arm: StudyArm, num_scales: int):
     stable = GROWTH_STABLE_STEPS[:num_scales - 1]
-    stable += (stable[-1],) * (num_scales - 1 - len(stable)) + (_ENDLESS_STEPS,)
+    stable += (stable[-1],) * (num_scales - 1 - len(stable)) + (ENDLESS_STEPS,)
     fade = (GROWTH_FADE_STEPS + GROWTH_FADE_STEPS[-1:] * num_scales)[:num_scales]
+    if arm.lever == NO_GROWTH:  # the finest scale from the first step
+        stable, fade = (0,) * (num_scales - 1) + (ENDLESS_STEPS,), (0,) * num_scales
     return get_preset(arm.preset).replace(**arm.overrides, stable_steps=stable,
-                                          fade_steps=fade, checkpoint_every=_ENDLESS_STEPS,
+                                          fade_steps=fade, checkpoint_every=ENDLESS_STEPS,
                                           log_every=50)
 
 
@@ -221,13 +232,13 @@ def summarize_representations(runs: Sequence[dict]) -> dict[str, Any]:
     out = {}
     for name, seeds in arms.items():
         entry = {"description": seeds[0]["arm"]["description"], "seeds": len(seeds),
-                 "steps": _spread([r["steps"] for r in seeds]),
-                 "top_reached_cpu_s": _spread([r["top_reached_cpu_s"] for r in seeds]),
-                 "generate_ms_per_clip": _spread([r["generate_ms_per_clip"] for r in seeds]),
+                 "steps": seed_spread([r["steps"] for r in seeds]),
+                 "top_reached_cpu_s": seed_spread([r["top_reached_cpu_s"] for r in seeds]),
+                 "generate_ms_per_clip": seed_spread([r["generate_ms_per_clip"] for r in seeds]),
                  "diverged": sum(r["diverged"] is not None for r in seeds)}
         for metric in _METRICS:
             values = [_final(r, metric) for r in seeds]
-            entry[metric] = _spread(values)
+            entry[metric] = seed_spread(values)
             if name != baseline:
                 entry[f"{metric}_vs_{baseline}"] = ablation.compare_groups(
                     [_final(r, metric) for r in arms[baseline]], values)
@@ -240,7 +251,7 @@ def format_representation_table(summary: dict[str, Any]) -> str:
 
     Notebook: chapters/08_which_representation.ipynb
     """
-    cell = _mean_std
+    cell = format_mean_std
     header = (f"{'arm':<10} {'steps':>6} {'top at':>7} {'FD/floor':>11} {'IS/real':>10} "
               f"{'NDB/K':>10} {'flat/real':>10}")
     lines = [header, "-" * len(header)]

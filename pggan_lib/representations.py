@@ -100,6 +100,8 @@ def network_builders(spec):
     """``(build_generator, build_critic)``: callables ``spec -> model`` for the spec's kind."""
     if isinstance(spec, SpectralModelSpec):
         return spectral_models.SpectralGenerator, spectral_models.SpectralCritic
+    if spec.architecture == "wavegan":
+        return models.WaveGANGenerator, models.WaveGANCritic
     return models.build_generator, models.build_critic
 
 

@@ -40,6 +40,10 @@ __all__ = [
     "summarize_study",
     "format_study_table",
     "budget_to_reach",
+    "seed_spread",
+    "format_mean_std",
+    "ENDLESS_STEPS",
+    "NO_GROWTH",
     "STUDY_FILE_NAME",
     "GROWTH_ARMS",
     "GROWTH_FILE_NAME",
@@ -52,7 +56,7 @@ __all__ = [
 STUDY_FILE_NAME = "study.json"
 #: Steps of the study's single stable phase: far more than any budget, so the
 #: CPU budget, not the schedule, ends a run.
-_ENDLESS_STEPS = 10 ** 8
+ENDLESS_STEPS = 10 ** 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,11 +110,17 @@ DEFAULT_ARMS = (
              overrides={**_NEW, "channels": (128,), "batch_sizes": (32,)}),
     StudyArm("new_narrow_b8", "throughput", "new, 32 channels, batch 8",
              overrides={**_NEW, "channels": (32,), "batch_sizes": (8,)}),
+    StudyArm("new_betas", "optimiser", "new, Adam betas 0.5 / 0.9 (WGAN-GP, WaveGAN)",
+             overrides={**_NEW, "beta_1": 0.5, "beta_2": 0.9}),
+    StudyArm("new_r1", "penalty", "new, R1 on real clips (gamma 10) instead of WGAN-GP's",
+             overrides={**_NEW, "penalty": "r1"}),
+    StudyArm("new_kernel25", "receptive field", "new, kernels of 25 taps (WaveGAN's) not 9",
+             overrides={**_NEW, "kernel_size": 25}),
 )
 
 
 #: The lever of a growth-study arm that trains the top scale alone (no schedule).
-_NO_GROWTH = "no growth"
+NO_GROWTH = "no growth"
 #: Summary file written by :func:`run_growth_study`.
 GROWTH_FILE_NAME = "growth.json"
 #: The architecture lever, trained through several scales: a single-scale study
@@ -123,7 +133,7 @@ GROWTH_ARMS = (
              overrides={"output_skips": False}),
     StudyArm("skip", "architecture", "skip outputs: every scale's output upsampled and summed",
              overrides={"output_skips": True}),
-    StudyArm("direct", _NO_GROWTH, "no growing: the top scale trained alone for the grown "
+    StudyArm("direct", NO_GROWTH, "no growing: the top scale trained alone for the grown "
              "arms' mean CPU time (WaveGAN's way)", overrides={"output_skips": True}),
 )
 #: The growth study's schedule, scales 0..3 (250 Hz to 2 kHz): the reference
@@ -231,7 +241,7 @@ def run_study_arm(data_dir, run_dir, arm: StudyArm, seed: int, budget_cpu_s: flo
         raise ValueError("run_study_arm trains the coarsest scale only (scale=0)")
     scorer = Scorer(data_dir, scale, n, seed)
     preset = get_preset(arm.preset).replace(
-        **arm.overrides, stable_steps=_ENDLESS_STEPS, checkpoint_every=_ENDLESS_STEPS,
+        **arm.overrides, stable_steps=ENDLESS_STEPS, checkpoint_every=ENDLESS_STEPS,
         log_every=50)
     points = evaluation_points(budget_cpu_s, first_cpu_s)
     record = {"arm": arm.to_dict(), "seed": int(seed), "budget_cpu_s": float(budget_cpu_s),
@@ -327,7 +337,7 @@ def run_study(data_dir, out_dir, runs_dir, arms: Sequence[StudyArm] = DEFAULT_AR
     return summary
 
 
-def _spread(values) -> dict[str, float] | None:
+def seed_spread(values) -> dict[str, float] | None:
     values = [v for v in values if v is not None]
     if not values:
         return None
@@ -365,9 +375,9 @@ def summarize_study(runs: Sequence[dict]) -> dict[str, Any]:
                     continue
                 value = metrics[key]
                 out.append(value / real[relative_to] if relative_to else value)
-            return _spread(out)
+            return seed_spread(out)
 
-        arm.update(seeds=len(last), steps=_spread([p and p["step"] for p, _ in last]),
+        arm.update(seeds=len(last), steps=seed_spread([p and p["step"] for p, _ in last]),
                    ema_fd=values("ema", "frechet_distance"),
                    ema_fd_ratio=values("ema", "frechet_distance", "frechet_distance"),
                    raw_fd=values("raw", "frechet_distance"),
@@ -377,7 +387,7 @@ def summarize_study(runs: Sequence[dict]) -> dict[str, Any]:
     return {"arms": arms, "real": real}
 
 
-def _mean_std(stat: dict[str, float] | None, digits: int = 2) -> str:
+def format_mean_std(stat: dict[str, float] | None, digits: int = 2) -> str:
     """``"mean±std"`` of a :func:`_spread` dict, ``"-"`` for None (a number longer
     than 8 characters in 2 significant digits, so that a runaway value keeps its
     column's width)."""
@@ -396,7 +406,7 @@ def format_study_table(summary: dict[str, Any]) -> str:
 
     Notebook: chapters/05_training_on_gpu.ipynb
     """
-    cell = _mean_std
+    cell = format_mean_std
     header = (f"{'arm':<13} {'steps':>8} {'EMA FD':>9} {'FD/floor':>9} {'raw FD':>9} "
               f"{'EMA IS':>10} {'flat/real':>10}")
     lines = [header, "-" * len(header)]
@@ -497,10 +507,10 @@ def run_growth_arm(data_dir, run_dir, arm: StudyArm, seed: int,
     pad = (0,) * (int(manifest["num_scales"]) - len(stable_steps))
     stable, fade = tuple(stable_steps) + pad, tuple(fade_steps) + pad
     if budget_cpu_s is not None:  # the top scale alone, until the budget is spent
-        stable = (0,) * top + (_ENDLESS_STEPS,) + pad
+        stable = (0,) * top + (ENDLESS_STEPS,) + pad
         fade = (0,) * len(stable)
     preset = get_preset(arm.preset).replace(
-        **arm.overrides, stable_steps=stable, fade_steps=fade, checkpoint_every=_ENDLESS_STEPS,
+        **arm.overrides, stable_steps=stable, fade_steps=fade, checkpoint_every=ENDLESS_STEPS,
         log_every=50)
     cpu, wall = time.process_time(), time.monotonic()
     history = training.train(
@@ -539,7 +549,7 @@ def run_growth_study(data_dir, out_dir, runs_dir, arms: Sequence[StudyArm] = GRO
     out_dir, runs_dir = Path(out_dir), Path(runs_dir)
     fingerprint = data.dataset_fingerprint(data.read_manifest(data_dir))
     start, runs = time.monotonic(), []
-    for arm in sorted(arms, key=lambda a: a.lever == _NO_GROWTH):  # grown arms first
+    for arm in sorted(arms, key=lambda a: a.lever == NO_GROWTH):  # grown arms first
         for seed in seeds:
             path = out_dir / "growth" / f"{arm.name}_seed{seed}.json"
             saved = json.loads(path.read_text()) if path.is_file() else None
@@ -550,9 +560,9 @@ def run_growth_study(data_dir, out_dir, runs_dir, arms: Sequence[StudyArm] = GRO
                 run_dir = runs_dir / f"growth_{arm.name}_seed{seed}"
                 shutil.rmtree(run_dir, ignore_errors=True)
                 grown = [r["cpu_s"] for r in runs
-                         if r["seed"] == seed and r["arm"]["lever"] != _NO_GROWTH]
-                budget = float(np.mean(grown)) if arm.lever == _NO_GROWTH else None
-                if arm.lever == _NO_GROWTH and not grown:
+                         if r["seed"] == seed and r["arm"]["lever"] != NO_GROWTH]
+                budget = float(np.mean(grown)) if arm.lever == NO_GROWTH else None
+                if arm.lever == NO_GROWTH and not grown:
                     raise ValueError(f"arm {arm.name!r} needs a growing arm to match its "
                                      f"CPU time")
                 saved = run_growth_arm(data_dir, run_dir, arm, seed, budget_cpu_s=budget,
@@ -582,12 +592,12 @@ def summarize_growth(runs: Sequence[dict]) -> dict[str, Any]:
             for source in ("ema", "finest"):
                 for key, metric in (("fd_ratio", "frechet_distance"),
                                     ("flatness_ratio", "spectral_flatness")):
-                    entry[f"{source}_{key}"] = _spread(
+                    entry[f"{source}_{key}"] = seed_spread(
                         [r["scales"][k][source][metric] / r["scales"][k]["real"][metric]
                          for r in seeds])
             scales[k] = entry
         out[name] = {"description": seeds[0]["arm"]["description"], "seeds": len(seeds),
-                     "cpu_s": _spread([r["cpu_s"] for r in seeds]),
+                     "cpu_s": seed_spread([r["cpu_s"] for r in seeds]),
                      "steps": seeds[0]["steps"], "scales": scales}
     return {"arms": out}
 
@@ -602,7 +612,7 @@ def format_growth_table(summary: dict[str, Any]) -> str:
     Notebook: chapters/05_training_on_gpu.ipynb
     """
     def cell(stat, digits=1):
-        return _mean_std(stat, digits)
+        return format_mean_std(stat, digits)
 
     header = (f"{'arm':<11} {'scale':>5} {'CPU-s':>6} {'FD/floor own':>13} "
               f"{'FD/floor finest':>16} {'flat/real':>10}")

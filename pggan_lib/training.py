@@ -245,6 +245,7 @@ def model_spec_for(preset: Preset, manifest: dict, activation=None, conditional=
         phase_shuffle=preset.phase_shuffle,
         output_skips=preset.output_skips,
         critic_output_activation=critic_output,
+        architecture=preset.architecture,
     )
     # Only pass what this ModelSpec knows; other fields keep the model's defaults.
     known = {f.name for f in dataclasses.fields(models.ModelSpec)}
@@ -274,8 +275,10 @@ class ProgressiveGAN(keras.Model):
         latent_dim: Size of z.
         loss: ``"wgan-gp"`` or ``"report"`` (see ``losses.get_loss``).
         n_critic: Critic updates per generator update.
-        gp_weight: Gradient-penalty weight lambda.
+        gp_weight: Weight of the critic's penalty (lambda of WGAN-GP, gamma of R1).
         drift_weight: Drift weight (WGAN-GP only).
+        penalty: ``"gp"`` (WGAN-GP's, on interpolates) or ``"r1"`` (on real
+            clips); see ``losses.PENALTY_NAMES``.
         ema_decay: EMA decay: ``ema = decay * ema + (1 - decay) * w`` per step.
         conditional: Feed class labels to both players.
         seed: Seed of the GAN's ``SeedGenerator``.
@@ -284,9 +287,12 @@ class ProgressiveGAN(keras.Model):
     """
 
     def __init__(self, generator, critic, ema_generator, *, latent_dim, loss="wgan-gp",
-                 n_critic=1, gp_weight=10.0, drift_weight=1e-3, ema_decay=0.999,
-                 conditional=False, seed=0, augment=(), **kwargs):
+                 n_critic=1, gp_weight=10.0, drift_weight=1e-3, penalty="gp",
+                 ema_decay=0.999, conditional=False, seed=0, augment=(), **kwargs):
         super().__init__(**kwargs)
+        if penalty not in losses.PENALTY_NAMES:
+            raise ValueError(f"penalty must be one of {losses.PENALTY_NAMES}, got {penalty!r}")
+        self.penalty = penalty
         self.augment = layers.check_augment(augment)
         self.generator = generator
         self.critic = critic
@@ -435,10 +441,7 @@ class ProgressiveGAN(keras.Model):
                 d_fake = self._criticize(fake, labels)
                 penalty = ops.zeros((), "float32")
                 if self.loss_fns.uses_penalty:
-                    # The global batch's coefficients: same penalty on 1 or N devices.
-                    penalty = losses.gradient_penalty(
-                        lambda x: self._criticize(x, labels), real_seen, fake,
-                        epsilon=noise["epsilon"][i])
+                    penalty = self._penalty(real_seen, fake, labels, noise["epsilon"][i])
                 d_loss = self.loss_fns.critic_loss(d_real, d_fake, penalty)
                 scaled = self.d_optimizer.scale_loss(d_loss * per_replica)
             d_grads = tape.gradient(scaled, self._scale_vars.critic)
@@ -471,6 +474,14 @@ class ProgressiveGAN(keras.Model):
         for tracker in self.trackers:
             tracker.update_state(values[tracker.name])
         return values
+
+    def _penalty(self, real, fake, labels, epsilon):
+        """The critic's penalty of one update (without its weight)."""
+        critic = lambda x: self._criticize(x, labels)  # noqa: E731
+        if self.penalty == "r1":
+            return losses.r1_penalty(critic, real)
+        # The global batch's coefficients: same penalty on 1 or N devices.
+        return losses.gradient_penalty(critic, real, fake, epsilon=epsilon)
 
     @staticmethod
     def _grad_norm(grads, optimizer, replicas):
@@ -524,7 +535,8 @@ def build_gan(spec, preset: Preset, loss="wgan-gp", seed=0, strategy=None):
                 build_generator(spec), build_critic(spec),
                 build_generator(spec), latent_dim=spec.latent_dim, loss=loss,
                 n_critic=preset.n_critic, gp_weight=preset.gp_weight,
-                drift_weight=preset.drift_weight, ema_decay=preset.ema_decay,
+                drift_weight=preset.drift_weight, penalty=preset.penalty,
+                ema_decay=preset.ema_decay,
                 conditional=spec.num_classes > 0, seed=seed, augment=preset.augment)
 
             def adam():
@@ -535,7 +547,7 @@ def build_gan(spec, preset: Preset, loss="wgan-gp", seed=0, strategy=None):
                 return optimizer
 
             gan.compile(d_optimizer=adam(), g_optimizer=adam())
-            gan.set_scale(0)
+            gan.set_scale(gan.generator.first_scale)
     finally:
         keras.config.set_dtype_policy(previous_policy)
     return gan
@@ -981,9 +993,33 @@ def _check_preset(preset: Preset, options: dict, manifest: dict, data_dir: Path)
     if preset.representation != "waveform" and options["conditional"]:
         raise RunError(f"representation={preset.representation!r}: the spectrogram models "
                        f"are unconditional; drop --conditional")
+    if preset.penalty not in losses.PENALTY_NAMES:
+        raise RunError(f"preset field penalty={preset.penalty!r}: choose one of "
+                       f"{losses.PENALTY_NAMES}")
+    _check_architecture(preset, int(manifest["num_scales"]))
     if options["conditional"] and len(manifest["class_names"]) < 2:
         raise RunError(f"{data_dir}: conditional training needs at least 2 classes, the "
                        f"dataset has {manifest['class_names']}")
+
+
+def _check_architecture(preset: Preset, num_scales: int) -> None:
+    """A WaveGAN run trains the finest scale alone, on waveforms."""
+    if preset.architecture not in models.ARCHITECTURES:
+        raise RunError(f"preset field architecture={preset.architecture!r}: choose one of "
+                       f"{models.ARCHITECTURES}")
+    if preset.architecture != "wavegan":
+        return
+    if preset.representation != "waveform":
+        raise RunError(f"architecture='wavegan' makes waveforms; representation="
+                       f"{preset.representation!r} needs architecture='progressive'")
+    below = [k for k in range(num_scales - 1)
+             if preset.per_scale("stable_steps", num_scales)[k]
+             or (k and preset.per_scale("fade_steps", num_scales)[k])]
+    last_fade = preset.per_scale("fade_steps", num_scales)[-1]
+    if below or last_fade:
+        raise RunError(f"architecture='wavegan' has only the finest scale ({num_scales - 1}): "
+                       f"set stable_steps and fade_steps to 0 below it and fade_steps to 0 "
+                       f"there (scales with steps: {below or [num_scales - 1]})")
 
 
 def _check_batches(schedule, manifest: dict, data_dir: Path, replicas: int) -> None:
@@ -1536,9 +1572,9 @@ def load_generator(run_dir, use_ema=True, scale=None):
         trained = int(meta["scale"]) - (1 if float(meta["alpha"]) < 1.0 else 0)
         trained = max(trained, 0)
     scale = trained if scale is None else int(scale)
-    if not 0 <= scale <= trained:
+    if not generator.first_scale <= scale <= trained:
         raise RunError(f"{run_dir}: scale {scale} is not trained; trained scales are "
-                       f"0..{trained}")
+                       f"{generator.first_scale}..{trained}")
     generator.set_scale(scale)
     generator.set_alpha(1.0)
     info = {"scale": scale, "trained_scale": trained,
