@@ -53,8 +53,9 @@ _DESCRIPTIONS = {
     "magnitude": "log magnitude only, phase by Griffin-Lim (SpecGAN), 2-D convolutions",
 }
 #: One arm per representation, the waveform pyramid first (the baseline), then
-#: the non-progressive peers on waveforms: the same players trained at the
-#: finest scale from the first step, and WaveGAN's players.
+#: the non-progressive peers on waveforms (the same players trained at the
+#: finest scale from the first step, and WaveGAN's players) and the waveform
+#: arm on a shorter growth.
 ARMS = tuple(StudyArm(name, "representation", _DESCRIPTIONS[name], preset="quick",
                       overrides={"representation": name}) for name in REPRESENTATIONS) + (
     StudyArm("direct", NO_GROWTH, "the waveform arm's players, no growing: the finest "
@@ -62,6 +63,10 @@ ARMS = tuple(StudyArm(name, "representation", _DESCRIPTIONS[name], preset="quick
     StudyArm("wavegan", NO_GROWTH, "WaveGAN's players (transposed convolutions, no "
              "growing), the quick preset's widths", preset="quick",
              overrides={"architecture": "wavegan"}),
+    StudyArm("half_growth", "schedule", "the waveform arm growing on half the steps per "
+             "scale: more of the budget at the finest scale", preset="quick",
+             overrides={"stable_steps": (60, 45, 45, 30, 22, 22),
+                        "fade_steps": (0, 22, 22, 22, 22, 22, 22)}),
 )
 #: Steps per scale of the growth up to the finest scale (scales 0..K-2 stable,
 #: fades into 1..K-1), about 3x the quick preset's; the finest scale then
@@ -73,14 +78,17 @@ _CLIPS_KEPT = 4
 
 
 def _preset(arm: StudyArm, num_scales: int):
-    stable = GROWTH_STABLE_STEPS[:num_scales - 1]
+    """The arm's preset: its growth (an arm may give its own ``stable_steps`` and
+    ``fade_steps`` for scales 0..K-2), then the finest scale with no end."""
+    overrides = dict(arm.overrides)
+    stable = tuple(overrides.pop("stable_steps", GROWTH_STABLE_STEPS))[:num_scales - 1]
     stable += (stable[-1],) * (num_scales - 1 - len(stable)) + (ENDLESS_STEPS,)
-    fade = (GROWTH_FADE_STEPS + GROWTH_FADE_STEPS[-1:] * num_scales)[:num_scales]
+    fade = tuple(overrides.pop("fade_steps", GROWTH_FADE_STEPS))
+    fade = (fade + fade[-1:] * num_scales)[:num_scales]
     if arm.lever == NO_GROWTH:  # the finest scale from the first step
         stable, fade = (0,) * (num_scales - 1) + (ENDLESS_STEPS,), (0,) * num_scales
-    return get_preset(arm.preset).replace(**arm.overrides, stable_steps=stable,
-                                          fade_steps=fade, checkpoint_every=ENDLESS_STEPS,
-                                          log_every=50)
+    return get_preset(arm.preset).replace(**overrides, stable_steps=stable, fade_steps=fade,
+                                          checkpoint_every=ENDLESS_STEPS, log_every=50)
 
 
 def _score(gan, scorer: Scorer, top: int) -> tuple[dict | None, np.ndarray, float]:

@@ -38,6 +38,31 @@ def test_gradient_penalty_of_linear_critic_is_analytic():
     assert loss == pytest.approx(10.0 * expected, rel=1e-4)
 
 
+def test_r1_penalty_is_half_the_mean_squared_gradient_on_real_examples():
+    # D(x) = 0.5 * sum(x^2) + sum(w * x): grad D(x_i) = x_i + w, a different norm per example.
+    w = RNG.standard_normal((1, 10, 2)).astype("float32")
+    real = RNG.standard_normal((6, 10, 2)).astype("float32")
+
+    def critic(x):
+        return tf.reduce_sum(0.5 * x ** 2 + x * w, axis=(1, 2))[:, None]
+
+    expected = 0.5 * np.mean(np.sum((real + w) ** 2, axis=(1, 2)))
+    assert float(Lo.r1_penalty(critic, real)) == pytest.approx(expected, rel=1e-5)
+    # Zero-centred: a critic that is flat on the data pays nothing (WGAN-GP's would pay 1).
+    assert float(Lo.r1_penalty(lambda x: tf.reduce_sum(0.0 * x, axis=(1, 2))[:, None],
+                               real)) == 0.0
+
+
+def test_r1_penalty_differentiates_into_critic_weights():
+    scale = tf.Variable(2.0)
+    real = RNG.standard_normal((3, 8, 1)).astype("float32")
+    with tf.GradientTape() as tape:
+        # D(x) = scale * sum(x): grad = scale, R1 = 0.5 * scale^2 * 8, d/dscale = 8 * scale.
+        penalty = Lo.r1_penalty(lambda x: scale * tf.reduce_sum(x, axis=(1, 2))[:, None], real)
+    assert float(penalty) == pytest.approx(0.5 * 4.0 * 8)
+    assert float(tape.gradient(penalty, scale)) == pytest.approx(16.0)
+
+
 def test_gradient_penalty_uses_the_interpolates():
     # D(x) = 0.5 ||x||^2 has gradient x: the penalty depends on where x_hat lies.
     real = RNG.standard_normal((5, 4, 1)).astype("float32")

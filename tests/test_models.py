@@ -250,3 +250,28 @@ def test_wavegan_baseline_shapes_and_roundtrip(tmp_path):
     cond_audio = np.asarray(M.build_wavegan_generator(cond)([z, labels]))
     assert cond_audio.shape == (4, 64, 1)
     assert M.build_wavegan_critic(cond)([cond_audio, labels]).shape == (4, 1)
+
+
+def test_wavegan_players_behind_the_progressive_interface(tmp_path):
+    spec = M.ModelSpec(**TINY, architecture="wavegan")
+    gen, critic = M.WaveGANGenerator(spec), M.WaveGANCritic(spec)
+    assert gen.first_scale == critic.first_scale == gen.current_scale == 2
+    assert M.build_generator(M.ModelSpec(**TINY)).first_scale == 0
+    with pytest.raises(ValueError, match="only the finest scale"):
+        gen.set_scale(1)
+    # The wrapper is build_wavegan_*'s network: same weights, same outputs.
+    plain = M.build_wavegan_generator(spec)
+    plain.set_weights(gen.network.get_weights())
+    z = _z(4)
+    audio = np.asarray(gen(z))
+    np.testing.assert_array_equal(audio, np.asarray(plain(z)))
+    assert audio.shape == (4, 64, 1) and critic(audio).shape == (4, 1)
+    # All of its weights train at its one scale.
+    assert {id(v) for v in gen.variables_for_scale()} == {
+        id(v) for v in gen.network.trainable_weights}
+    gen.save(tmp_path / "g.keras")
+    loaded = keras.saving.load_model(tmp_path / "g.keras", safe_mode=True)
+    assert isinstance(loaded, M.WaveGANGenerator) and loaded.spec == spec
+    np.testing.assert_array_equal(np.asarray(loaded(z)), audio)
+    with pytest.raises(ValueError, match="architecture"):
+        M.ModelSpec(**TINY, architecture="stylegan")

@@ -22,7 +22,7 @@ def study(tone_dataset, tmp_path_factory):
 
 def test_every_run_spends_the_budget_and_is_scored_at_the_finest_scale(study):
     out, summary = study
-    assert len(summary["runs"]) == 6
+    assert len(summary["runs"]) == 2 * len(ARMS)
     for run in summary["runs"]:
         assert run["scale"] == 2 and run["diverged"] is None
         last = run["points"][-1]
@@ -52,7 +52,21 @@ def test_summary_compares_each_spectrogram_arm_with_the_waveform_pyramid(study):
         assert compare["difference"] == pytest.approx(np.mean(finals) - np.mean(base))
         assert compare["n"] == [2, 2]
     lines = rs.format_representation_table(stored).splitlines()
-    assert len(lines) == 5 and max(map(len, lines)) <= 76
+    assert len(lines) == 2 + len(ARMS) and max(map(len, lines)) <= 76
+
+
+def test_peer_arms_train_the_finest_scale_from_the_first_step(study):
+    out, summary = study
+    # No growth: the finest scale's phase is the first (compiling is all it waits for).
+    grown = [r["top_reached_cpu_s"] for r in summary["runs"] if r["arm"]["name"] == "waveform"]
+    assert min(grown) > max(r["top_reached_cpu_s"] for r in summary["runs"]
+                            if r["arm"]["name"] in ("direct", "wavegan"))
+    arms = {arm.name: arm for arm in rs.ARMS}
+    preset = rs._preset(arms["wavegan"], 7)
+    assert preset.architecture == "wavegan" and preset.stable_steps[:6] == (0,) * 6
+    half, full = rs._preset(arms["half_growth"], 7), rs._preset(arms["waveform"], 7)
+    assert 2 * sum(half.stable_steps[:6]) <= sum(full.stable_steps[:6])
+    assert half.stable_steps[6] == full.stable_steps[6] == rs.ENDLESS_STEPS
 
 
 def test_a_rerun_skips_finished_runs(study, tone_dataset, monkeypatch):

@@ -339,6 +339,41 @@ def test_augmented_step_feeds_the_critic_transformed_audio():
     np.testing.assert_allclose(seen, real * np.where(row[:, 1] < 0.5, -1, 1)[:, None, None])
 
 
+def test_bad_penalty_and_architecture_are_named(tone_dataset, tmp_path):
+    cases = [({"penalty": "r2"}, "penalty='r2'"),
+             ({"architecture": "stylegan"}, "architecture='stylegan'"),
+             ({"architecture": "wavegan"}, "only the finest scale"),
+             ({"architecture": "wavegan", "representation": "spectral",
+               "stable_steps": (0, 0, 5), "fade_steps": 0}, "representation='spectral'")]
+    for i, (overrides, message) in enumerate(cases):
+        with pytest.raises(training.RunError, match=message):
+            training.train(tone_dataset, tmp_path / str(i), preset="tiny", overrides=overrides,
+                           progress=False)
+
+
+WAVEGAN = {"architecture": "wavegan", "stable_steps": (0, 0, 20), "fade_steps": 0}
+
+
+def test_wavegan_run_trains_the_finest_scale_resumes_and_generates(tone_dataset, tmp_path):
+    straight = _resume_matches_straight(tone_dataset, tmp_path, {**WAVEGAN, "penalty": "r1"})
+    assert all(np.isfinite(straight["gp"])) and max(straight["gp"]) > 0
+    generator, info = training.load_generator(tmp_path / "straight")
+    assert type(generator).__name__ == "WaveGANGenerator" and info["scale"] == 2
+    with pytest.raises(training.RunError, match="trained scales are 2..2"):
+        training.load_generator(tmp_path / "straight", scale=0)
+
+
+def test_r1_changes_only_the_penalty(tone_dataset, tmp_path):
+    gp = training.train(tone_dataset, tmp_path / "gp", preset="tiny", max_steps=3,
+                        progress=False)
+    r1 = training.train(tone_dataset, tmp_path / "r1", preset="tiny", max_steps=3,
+                        overrides={"penalty": "r1"}, progress=False)
+    # Same weights and batches at step 1: the same D(x), D(G(z)); another penalty.
+    assert r1["d_real"][0] == pytest.approx(gp["d_real"][0], rel=1e-5)
+    assert r1["d_fake"][0] == pytest.approx(gp["d_fake"][0], rel=1e-5)
+    assert r1["gp"][0] != pytest.approx(gp["gp"][0], rel=1e-3)
+
+
 def test_bad_data_mode_and_augmentation_are_named(tone_dataset, tmp_path):
     with pytest.raises(training.RunError, match="data='shuffled'"):
         training.train(tone_dataset, tmp_path / "a", preset="tiny",
