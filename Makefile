@@ -50,12 +50,16 @@ reference: install demo-data
 	$(PY) data_scripts/make_reference_run.py
 
 # Quality per training CPU-second of the recipes in pggan_lib.study, then the
-# growth study (old and new recipe, the output heads, no growing; scales 0-3; chapter 5);
+# growth study (old and new recipe, the output heads, no growing; scales 0-3; chapter 5),
+# then the later levers with their own baseline (results/study_levers: CPU-seconds compare
+# only within one machine);
 # finished runs are skipped, so rerunning after a stop continues.
 study: install demo-data
 	$(PGGAN) study --data $(DATASET) --out results/study --seeds 2 --budget-cpu-s 240 \
 	  --first-cpu-s 30
 	$(PGGAN) study --growth --data $(DATASET) --out results/study --seeds 2
+	$(PGGAN) study --data $(DATASET) --out results/study_levers --seeds 2 --budget-cpu-s 240 \
+	  --first-cpu-s 30 --arms new new_wide_b32 new_narrow_b8 new_betas new_r1 new_kernel25
 
 # The activation x loss grid of chapter 4 (7 arms x 3 seeds, scales 0-1, about 80
 # minutes on 2 cores); finished runs are skipped, so rerunning after a stop continues.
@@ -63,8 +67,9 @@ ablation: install demo-data
 	$(PGGAN) ablate --data $(DATASET) --out results/ablation --seeds 3 --scales 2 \
 	  --budget learn
 
-# Chapter 8: the waveform pyramid against the IF and magnitude spectrograms at
-# 400 training CPU-seconds per run (3 arms x 3 seeds, about an hour on 2 cores);
+# Chapter 8: the waveform pyramid against the IF and magnitude spectrograms, and
+# chapter 5's finest-scale peers (no growing, WaveGAN, half the growth), at 400
+# training CPU-seconds per run (6 arms x 3 seeds, about two hours on 2 cores);
 # finished runs are skipped, so rerunning after a stop continues.
 representations: install demo-data
 	$(PGGAN) study --representations --data $(DATASET) --out results/representations \

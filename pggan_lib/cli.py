@@ -76,8 +76,10 @@ def _add_corpus_parser(subparsers) -> None:
                         help="print the available classes and exit")
     parser.add_argument("--instrument", default="piano",
                         help="General MIDI instrument for every part ('piano' by default, so "
-                             "that classes differ in composition, not timbre), or 'score' to "
-                             "keep each part's own instrument")
+                             "that classes differ in composition, not timbre), 'genre' to play "
+                             "each class with its own (organ, choir, strings, fiddle: "
+                             "corpus.GENRE_INSTRUMENTS), or 'score' to keep each part's own "
+                             "instrument")
     parser.add_argument("--sample-rate", type=_positive_int, default=config.DEFAULT_SAMPLE_RATE,
                         help="sample rate in Hz (default: %(default)s)")
     parser.set_defaults(handler=_run_corpus)

@@ -12,7 +12,8 @@ call on its own)::
     parse_score(source)            music21 corpus path -> Score (repeats expanded,
                                    cut to an excerpt from the start)
     score_to_midi(score, ...)      Score -> pretty_midi.PrettyMIDI, one General MIDI
-                                   program for every part ("piano") or the parts' own
+                                   program for every part ("piano"), one per class
+                                   ("genre", see GENRE_INSTRUMENTS) or the parts' own
     render_midi(midi, ...)         PrettyMIDI -> float32 waveform with FluidSynth and
                                    the General MIDI SoundFont that pretty_midi ships
     trim_silence / normalize_peak  no leading or trailing silence, peak at -1 dBFS
@@ -50,6 +51,7 @@ from pggan_lib import config, files
 __all__ = [
     "CORPUS_CLASSES",
     "INSTRUMENT_PROGRAMS",
+    "GENRE_INSTRUMENTS",
     "MANIFEST_NAME",
     "CorpusReport",
     "corpus_root",
@@ -122,6 +124,25 @@ INSTRUMENT_PROGRAMS: dict[str, int] = {
     "flute": 73,
     "fiddle": 110,
 }
+
+#: Class -> the instrument (a key of ``INSTRUMENT_PROGRAMS``) that
+#: ``instrument="genre"`` plays it with: what the music was written for or is
+#: usually heard on. Chorales with the church organ, the two kinds of vocal
+#: polyphony with a choir (both: they still differ by composition only, the
+#: pair the piano corpus confuses most), quartets with a string ensemble, folk
+#: tunes with the fiddle. The classes then differ by timbre too, so that a
+#: classifier (and an Inception Score built on it) hears instruments as much
+#: as composition. Measured in chapter 6 (``results/classifiers``).
+GENRE_INSTRUMENTS: dict[str, str] = {
+    "bach_chorales": "organ",
+    "palestrina": "choir",
+    "monteverdi_madrigals": "choir",
+    "classical_quartets": "strings",
+    "folk_tunes": "fiddle",
+}
+
+#: ``instrument=`` value that picks each class's own instrument from ``GENRE_INSTRUMENTS``.
+GENRE = "genre"
 
 _FLUIDSYNTH = "fluidsynth"
 _FALLBACK = "pretty_midi.synthesize"
@@ -319,46 +340,71 @@ def _raised_max_tick() -> Iterator[None]:
         module.MAX_TICK = previous
 
 
-def _instrument_program(instrument: str) -> int | None:
-    """GM program for ``instrument``; None means "score" (keep the parts' own)."""
+def _genre_instrument(class_name: str | None) -> str:
+    """The instrument ``"genre"`` plays ``class_name`` with (a ValueError names the field)."""
+    if class_name is None:
+        raise ValueError(
+            f"instrument: {GENRE!r} plays each class with its own instrument "
+            f"(GENRE_INSTRUMENTS) and needs class_name; give one of "
+            f"{', '.join(GENRE_INSTRUMENTS)}")
+    if class_name not in GENRE_INSTRUMENTS:
+        raise ValueError(
+            f"class_name: {class_name!r} has no genre instrument; instrument={GENRE!r} "
+            f"knows {', '.join(GENRE_INSTRUMENTS)}")
+    return GENRE_INSTRUMENTS[class_name]
+
+
+def _instrument_program(instrument: str, class_name: str | None = None) -> int | None:
+    """GM program for ``instrument``; None means "score" (keep the parts' own).
+
+    ``"genre"`` resolves through ``GENRE_INSTRUMENTS[class_name]``.
+    """
     import pretty_midi
 
     name = str(instrument).strip()
     if name.lower() == "score":
         return None
+    if name.lower() == GENRE:
+        return INSTRUMENT_PROGRAMS[_genre_instrument(class_name)]
     if name.lower() in INSTRUMENT_PROGRAMS:
         return INSTRUMENT_PROGRAMS[name.lower()]
     for program in range(128):
         if pretty_midi.program_to_instrument_name(program).lower() == name.lower():
             return program
     raise ValueError(
-        f"instrument: unknown instrument {instrument!r}; use 'score', one of "
+        f"instrument: unknown instrument {instrument!r}; use 'score', {GENRE!r}, one of "
         f"{', '.join(INSTRUMENT_PROGRAMS)}, or a General MIDI program name such as "
         f"'Acoustic Grand Piano'")
 
 
-def score_to_midi(score, instrument: str = "piano", max_seconds: float | None = None):
+def score_to_midi(score, instrument: str = "piano", max_seconds: float | None = None,
+                  class_name: str | None = None):
     """Translate a music21 score to MIDI and load it with pretty_midi.
 
     Args:
         score: ``music21.stream.Score`` (e.g. from ``parse_score``).
         instrument: ``"piano"`` (default) plays every part with the same General
             MIDI program, so that classes differ in composition rather than
-            timbre; ``"score"`` keeps the programs music21 assigns to the parts;
+            timbre; ``"genre"`` plays every part with the instrument of
+            ``class_name`` in ``GENRE_INSTRUMENTS`` (organ for chorales, ...);
+            ``"score"`` keeps the programs music21 assigns to the parts;
             other names: keys of ``INSTRUMENT_PROGRAMS`` or GM program names.
         max_seconds: Drop notes that start at or after this time and end the
             others there. None keeps the whole score.
+        class_name: The corpus class the score belongs to; needed by
+            ``"genre"`` only.
 
     Returns:
         ``pretty_midi.PrettyMIDI`` with one non-drum instrument per part.
 
     Raises:
-        ValueError: unknown ``instrument``.
+        ValueError: unknown ``instrument``, or ``"genre"`` without a known
+            ``class_name``.
     """
     import pretty_midi
     from music21 import midi as m21_midi
 
-    program = _instrument_program(instrument)
+    program = _instrument_program(instrument, class_name)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", module=r"music21(\..*)?$")
         midi_bytes = m21_midi.translate.streamToMidiFile(score).writestr()
@@ -494,7 +540,8 @@ def normalize_peak(audio: np.ndarray, peak: float = _PEAK) -> np.ndarray:
 
 def render_score_to_audio(source, sample_rate: int = config.DEFAULT_SAMPLE_RATE,
                           instrument: str = "piano", max_seconds: float | None = 30.0,
-                          renderer: str | None = None) -> np.ndarray:
+                          renderer: str | None = None,
+                          class_name: str | None = None) -> np.ndarray:
     """The whole pipeline for one piece: parse, MIDI, synthesise, trim, normalise.
 
     Args:
@@ -504,13 +551,15 @@ def render_score_to_audio(source, sample_rate: int = config.DEFAULT_SAMPLE_RATE,
         instrument: See ``score_to_midi``.
         max_seconds: Length of the excerpt taken from the start (None: whole piece).
         renderer: See ``render_midi``.
+        class_name: The piece's corpus class (for ``instrument="genre"``).
 
     Returns:
         float32 waveform in [-1, 1], shape (samples,), peak at -1 dBFS, no
         leading or trailing silence (empty when the piece has no notes).
     """
     score = parse_score(source, max_seconds=max_seconds) if isinstance(source, str) else source
-    midi = score_to_midi(score, instrument=instrument, max_seconds=max_seconds)
+    midi = score_to_midi(score, instrument=instrument, max_seconds=max_seconds,
+                         class_name=class_name)
     if not midi.instruments:
         return np.zeros(0, dtype=np.float32)
     audio = render_midi(midi, sample_rate=sample_rate, renderer=renderer)
@@ -698,6 +747,8 @@ def make_demo_corpus(out_dir: str | os.PathLike = config.DEMO_CORPUS_DIR,
         classes: Class names (list, or comma-separated string); None = all of
             ``CORPUS_CLASSES``.
         instrument: ``"piano"`` (one GM program for every part of every class),
+            ``"genre"`` (each class with its own instrument, ``GENRE_INSTRUMENTS``;
+            each file's manifest entry names the instrument that played it),
             ``"score"`` (the parts' own instruments), a key of
             ``INSTRUMENT_PROGRAMS`` or a GM program name.
         sample_rate: Output rate in Hz.
@@ -773,8 +824,10 @@ def _corpus_manifest(settings, class_names, minutes_per_class, max_excerpt_secon
 
 def _instrument_name(instrument: str) -> str:
     """The instrument as stored in the manifest (validated: a ValueError names a bad one)."""
-    program = _instrument_program(instrument)
     instrument = str(instrument).strip()
+    if instrument.lower() == GENRE:
+        return GENRE
+    program = _instrument_program(instrument)
     if program is None or instrument.lower() in INSTRUMENT_PROGRAMS:
         instrument = instrument.lower()
     return instrument
@@ -846,8 +899,11 @@ def _render_class(class_name, target_seconds, render, old_files, old_skipped, re
 def _render_entry(source, class_name, relative, limit, render) -> dict:
     """Render one excerpt to ``out_dir/relative`` and return its manifest entry."""
     sample_rate = render["sample_rate"]
+    instrument = render["instrument"]
+    if instrument == GENRE:
+        instrument = _genre_instrument(class_name)  # the entry names what played it
     audio = render_score_to_audio(source, sample_rate=sample_rate,
-                                  instrument=render["instrument"], max_seconds=limit,
+                                  instrument=instrument, max_seconds=limit,
                                   renderer=render["renderer"])
     if audio.size < sample_rate * 0.5:
         raise ValueError("rendered less than 0.5 s of sound")
@@ -861,7 +917,7 @@ def _render_entry(source, class_name, relative, limit, render) -> dict:
         "num_samples": int(audio.size),
         "sample_rate": sample_rate,
         "sha256": _sha256(path),
-        "instrument": render["instrument"],
+        "instrument": instrument,
         "excerpt_limit_seconds": limit,
     }
 

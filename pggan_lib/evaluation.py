@@ -61,6 +61,7 @@ __all__ = [
     "confusion_matrix",
     "train_classifier",
     "load_or_train_classifiers",
+    "classifier_summary",
     "inception_score",
     "frechet_distance",
     "frechet_distance_from_moments",
@@ -565,6 +566,55 @@ def load_or_train_classifiers(dataset_dir: str | os.PathLike,
                   f"{classifier.report['test_accuracy']:.3f} ({how})")
         result[scale] = classifier
     return result
+
+
+def classifier_summary(dataset_dir: str | os.PathLike, scales: Sequence[int] | None = None,
+                       recipe: ClassifierRecipe | None = None, retrain: bool = False,
+                       save: bool = True, progress: bool = False) -> dict[str, Any]:
+    """How well a dataset's per-scale classifiers tell its classes apart, as plain JSON.
+
+    The classifiers come from :func:`load_or_train_classifiers` (same arguments);
+    beside their test reports this counts the *pieces* (source files) each
+    class has in each split: a test accuracy rests on that many pieces, not on
+    the number of clips cut from them. ``benchmarks/bench_classifier_corpus.py``
+    compares corpus variants with it.
+
+    Args:
+        dataset_dir: A dataset made by ``data.build_dataset``.
+        scales: Scales to report (default: all).
+        recipe: Classifier recipe (default :class:`ClassifierRecipe`, chapter 6's).
+        retrain: Train even when a matching saved classifier exists.
+        save: Write trained classifiers into the dataset folder.
+        progress: Print one line per scale.
+
+    Returns:
+        Dict with ``class_names``, ``pieces_per_class`` and ``clips_per_class``
+        (``{"train": {class: n}, "test": {class: n}}``), ``recipe``,
+        ``dataset_fingerprint`` and ``scales``: one dict per scale with
+        ``scale``, ``sample_rate``, ``test_accuracy``, ``train_accuracy``,
+        ``chance_accuracy``, ``confusion`` (rows: true class, columns:
+        predicted; test clips), ``num_train``, ``num_test``, ``train_seconds``.
+    """
+    recipe = recipe or ClassifierRecipe()
+    manifest = data.read_manifest(dataset_dir)
+    names = list(manifest["class_names"])
+    pieces = {split: {name: 0 for name in names} for split in ("train", "test")}
+    for source in manifest["sources"]:
+        pieces[source["split"]][source["class"]] += 1
+    classifiers = load_or_train_classifiers(dataset_dir, scales, recipe, retrain=retrain,
+                                            save=save, progress=progress)
+    keys = ("scale", "sample_rate", "test_accuracy", "train_accuracy", "chance_accuracy",
+            "confusion", "num_train", "num_test", "train_seconds")
+    return {
+        "class_names": names,
+        "pieces_per_class": pieces,
+        "clips_per_class": {split: dict(manifest["splits"][split]["clips_per_class"])
+                            for split in ("train", "test")},
+        "recipe": recipe.to_dict(),
+        "dataset_fingerprint": data.dataset_fingerprint(manifest),
+        "scales": [{key: classifier.report[key] for key in keys}
+                   for _, classifier in sorted(classifiers.items())],
+    }
 
 
 def _cached_clips(dataset_dir, split, scale, cache):

@@ -35,6 +35,8 @@ from pggan_lib.study import (ENDLESS_STEPS, NO_GROWTH, Scorer, StudyArm, format_
 
 __all__ = [
     "ARMS",
+    "REPRESENTATION_ARMS",
+    "PEER_ARMS",
     "GROWTH_STABLE_STEPS",
     "GROWTH_FADE_STEPS",
     "SUMMARY_FILE_NAME",
@@ -52,12 +54,13 @@ _DESCRIPTIONS = {
     "spectral": "log magnitude + instantaneous frequency (GANSynth), 2-D convolutions",
     "magnitude": "log magnitude only, phase by Griffin-Lim (SpecGAN), 2-D convolutions",
 }
-#: One arm per representation, the waveform pyramid first (the baseline), then
-#: the non-progressive peers on waveforms (the same players trained at the
-#: finest scale from the first step, and WaveGAN's players) and the waveform
-#: arm on a shorter growth.
-ARMS = tuple(StudyArm(name, "representation", _DESCRIPTIONS[name], preset="quick",
-                      overrides={"representation": name}) for name in REPRESENTATIONS) + (
+#: One arm per representation, the waveform pyramid first (the baseline).
+REPRESENTATION_ARMS = tuple(
+    StudyArm(name, "representation", _DESCRIPTIONS[name], preset="quick",
+             overrides={"representation": name}) for name in REPRESENTATIONS)
+#: The waveform arm's peers (chapter 5): the same players trained at the finest
+#: scale from the first step, WaveGAN's players, and a shorter growth.
+PEER_ARMS = (
     StudyArm("direct", NO_GROWTH, "the waveform arm's players, no growing: the finest "
              "scale from the first step", preset="quick"),
     StudyArm("wavegan", NO_GROWTH, "WaveGAN's players (transposed convolutions, no "
@@ -68,6 +71,8 @@ ARMS = tuple(StudyArm(name, "representation", _DESCRIPTIONS[name], preset="quick
              overrides={"stable_steps": (60, 45, 45, 30, 22, 22),
                         "fade_steps": (0, 22, 22, 22, 22, 22, 22)}),
 )
+#: Every arm of ``make representations``; the first is the baseline.
+ARMS = REPRESENTATION_ARMS + PEER_ARMS
 #: Steps per scale of the growth up to the finest scale (scales 0..K-2 stable,
 #: fades into 1..K-1), about 3x the quick preset's; the finest scale then
 #: trains until the CPU budget is spent.
@@ -254,17 +259,23 @@ def summarize_representations(runs: Sequence[dict]) -> dict[str, Any]:
     return {"baseline": baseline, "arms": out}
 
 
-def format_representation_table(summary: dict[str, Any]) -> str:
+def format_representation_table(summary: dict[str, Any],
+                                arms: Sequence[str] | None = None) -> str:
     """The summary as text (mean ± std over seeds), at most 76 characters wide.
+
+    Args:
+        summary: :func:`summarize_representations` output (or the JSON file).
+        arms: Names of the rows, in order (default: every arm).
 
     Notebook: chapters/08_which_representation.ipynb
     """
     cell = format_mean_std
-    header = (f"{'arm':<10} {'steps':>6} {'top at':>7} {'FD/floor':>11} {'IS/real':>10} "
+    header = (f"{'arm':<11}{'steps':>6} {'top at':>7} {'FD/floor':>11} {'IS/real':>10} "
               f"{'NDB/K':>10} {'flat/real':>10}")
     lines = [header, "-" * len(header)]
-    for name, arm in summary["arms"].items():
-        lines.append(f"{name:<10} {arm['steps']['mean']:>6.0f} "
+    for name in summary["arms"] if arms is None else arms:
+        arm = summary["arms"][name]
+        lines.append(f"{name:<11}{arm['steps']['mean']:>6.0f} "
                      f"{arm['top_reached_cpu_s']['mean']:>6.0f}s "
                      f"{cell(arm['fd_ratio'], 1):>11} {cell(arm['is_ratio'], 2):>10} "
                      f"{cell(arm['ndb_over_k'], 2):>10} {cell(arm['flatness_ratio'], 2):>10}")

@@ -248,3 +248,51 @@ def test_manifest_is_plain_json_with_global_fields(tiny_corpus):
                 "renderer", "files", "seconds_per_class", "max_excerpt_seconds"):
         assert key in manifest
     assert manifest["minutes_per_class"] == 0.1
+
+
+def test_genre_plays_each_class_with_its_mapped_program():
+    score = corpus.parse_score("bach/bwv1.6.mxl", max_seconds=3.0)
+    programs = {name: corpus.INSTRUMENT_PROGRAMS[instrument]
+                for name, instrument in corpus.GENRE_INSTRUMENTS.items()}
+    assert programs == {"bach_chorales": 19, "palestrina": 52, "monteverdi_madrigals": 52,
+                        "classical_quartets": 48, "folk_tunes": 110}
+    assert set(corpus.GENRE_INSTRUMENTS) == set(corpus.CORPUS_CLASSES)
+    for name, program in programs.items():
+        midi = corpus.score_to_midi(score, instrument="genre", class_name=name)
+        assert len(midi.instruments) == 5  # horn and the chorale's four voices
+        assert {part.program for part in midi.instruments} == {program}
+    # The default stays the piano, whatever the class.
+    piano = corpus.score_to_midi(score, class_name="folk_tunes")
+    assert {part.program for part in piano.instruments} == {0}
+
+
+def test_genre_without_or_with_an_unknown_class_is_refused():
+    score = corpus.parse_score("bach/bwv1.6.mxl", max_seconds=2.0)
+    with pytest.raises(ValueError, match=r"^instrument: 'genre' .* needs class_name"):
+        corpus.score_to_midi(score, instrument="genre")
+    with pytest.raises(ValueError, match=r"^class_name: 'jazz' has no genre instrument"):
+        corpus.score_to_midi(score, instrument="genre", class_name="jazz")
+    with pytest.raises(ValueError, match=r"^instrument: unknown instrument 'genres'; use .*'genre'"):
+        corpus.score_to_midi(score, instrument="genres", class_name="palestrina")
+
+
+def test_genre_corpus_records_genre_and_each_files_instrument(tmp_path):
+    report = corpus.make_demo_corpus(tmp_path, minutes_per_class=0.05, instrument="genre",
+                                     classes=["bach_chorales", "folk_tunes"],
+                                     max_excerpt_seconds=3.0, progress=False)
+    manifest = corpus.read_corpus_manifest(tmp_path)
+    assert manifest["instrument"] == manifest["settings"]["instrument"] == "genre"
+    assert {(e["class"], e["instrument"]) for e in manifest["files"]} == {
+        ("bach_chorales", "organ"), ("folk_tunes", "fiddle")}
+    # The organ sustains: a chorale excerpt sounds different from the piano's.
+    entry = next(e for e in manifest["files"] if e["class"] == "bach_chorales")
+    organ, rate = soundfile.read(tmp_path / entry["path"], dtype="float32")
+    piano = corpus.render_score_to_audio(entry["source"], sample_rate=rate,
+                                         max_seconds=entry["excerpt_limit_seconds"],
+                                         renderer=report.renderer)
+    assert organ.shape != piano.shape or not np.allclose(organ, piano, atol=1e-3)
+    # A second run with the same settings renders nothing.
+    again = corpus.make_demo_corpus(tmp_path, minutes_per_class=0.05, instrument="genre",
+                                    classes=["bach_chorales", "folk_tunes"],
+                                    max_excerpt_seconds=3.0, progress=False)
+    assert again.nothing_to_do and sorted(again.files_reused) == sorted(report.files_written)

@@ -189,6 +189,31 @@ def test_classifiers_tell_tones_apart_and_are_saved_and_reused(tone_dataset):
     assert set(real) >= {"frechet_distance", "ndb_over_k", "nn_median", "closest_pairs"}
 
 
+def test_classifier_summary_counts_pieces_and_is_plain_json(tone_dataset):
+    from pggan_lib import data
+
+    recipe = evaluation.ClassifierRecipe(steps=150)
+    summary = evaluation.classifier_summary(tone_dataset, recipe=recipe)
+    manifest = data.read_manifest(tone_dataset)
+    assert json.loads(json.dumps(summary, allow_nan=False)) == summary
+    assert summary["class_names"] == manifest["class_names"]
+    assert summary["recipe"] == recipe.to_dict()
+    for split in ("train", "test"):
+        counted = {name: sum(1 for source in manifest["sources"]
+                             if source["class"] == name and source["split"] == split)
+                   for name in manifest["class_names"]}
+        assert summary["pieces_per_class"][split] == counted
+        assert sum(counted.values()) == len(manifest["splits"][split]["sources"])
+    assert [entry["scale"] for entry in summary["scales"]] == [0, 1, 2]
+    for entry in summary["scales"]:
+        saved = json.loads((tone_dataset / "classifiers"
+                            / f"scale_{entry['scale']}.json").read_text())
+        assert entry["test_accuracy"] == saved["test_accuracy"]
+        rows = np.array(entry["confusion"]).sum(axis=1).tolist()
+        assert rows == [summary["clips_per_class"]["test"][name]
+                        for name in summary["class_names"]]
+
+
 def test_pggan_evaluate_end_to_end(tone_dataset, tone_dataset_factory, tiny_run, tmp_path,
                                    capfd):
     code = cli.main(["evaluate", "--run", str(tiny_run), "--data", str(tone_dataset),
