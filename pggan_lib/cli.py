@@ -203,6 +203,13 @@ def _add_train_parser(subparsers) -> None:
                              "pyramid), spectral (log magnitude + instantaneous frequency, "
                              "GANSynth) or magnitude (log magnitude, Griffin-Lim phase; "
                              "chapter 8). Default: the preset's (waveform)")
+    parser.add_argument("--architecture", choices=("progressive", "wavegan"), default=None,
+                        help="progressive (grows scale by scale) or wavegan (WaveGAN's "
+                             "players at the finest scale only, for as many steps as the "
+                             "preset's whole schedule; chapter 5). Default: progressive")
+    parser.add_argument("--penalty", choices=("gp", "r1"), default=None,
+                        help="the critic's penalty: gp (WGAN-GP's, on interpolates) or r1 "
+                             "(on real clips, towards zero). Default: the preset's (gp)")
     parser.add_argument("--seed", type=int, default=None,
                         help="seed of weights, latents and data order (default 0)")
     parser.add_argument("--max-minutes", type=_positive_float, default=None,
@@ -237,9 +244,10 @@ def _run_train(args: argparse.Namespace) -> int:
             raise CommandError(f"{args.out}: no checkpoint to resume from "
                                f"({args.out / 'checkpoints'} is empty or missing); start a new "
                                f"run in a new folder")
-        if args.representation is not None:
-            raise CommandError("--representation applies to new runs; a resumed run keeps "
-                               "its own (drop --representation)")
+        for flag in ("representation", "architecture", "penalty"):
+            if getattr(args, flag) is not None:
+                raise CommandError(f"--{flag} applies to new runs; a resumed run keeps "
+                                   f"its own (drop --{flag})")
     elif args.out.exists() and any(args.out.iterdir()):
         raise CommandError(f"{args.out} already exists; use --resume to continue that run, or "
                            f"choose a new --out folder")
@@ -258,7 +266,7 @@ def _run_train(args: argparse.Namespace) -> int:
             args.data, args.out, preset=args.preset, resume=args.resume, loss=args.loss,
             activation=args.activation, conditional=args.conditional or None, seed=args.seed,
             max_minutes=args.max_minutes, progress=not args.no_progress,
-            overrides={"representation": args.representation} if args.representation else None,
+            overrides=_train_overrides(args),
             on_phase_end=evaluate_stable_phase if args.evaluate else None)
     except training.TrainingDiverged as error:
         print(f"pggan train: {error}", file=sys.stderr)
@@ -271,6 +279,20 @@ def _run_train(args: argparse.Namespace) -> int:
               f"d_loss {last['d_loss']:.4g}, g_loss {last['g_loss']:.4g}, "
               f"delta {last['delta']:.4g}")
     return 0
+
+
+def _train_overrides(args: argparse.Namespace) -> dict | None:
+    """The preset fields that `pggan train`'s flags change (None: none)."""
+    overrides = {flag: getattr(args, flag) for flag in ("representation", "penalty")
+                 if getattr(args, flag) is not None}
+    if args.architecture == "wavegan":
+        from pggan_lib import data
+
+        num_scales = int(data.read_manifest(args.data)["num_scales"])
+        finest = config.get_preset(args.preset or "quick").finest_scale_only(num_scales)
+        overrides.update(architecture="wavegan", stable_steps=finest.stable_steps,
+                         fade_steps=finest.fade_steps)
+    return overrides or None
 
 
 def _add_generate_parser(subparsers) -> None:

@@ -191,6 +191,20 @@ class Preset:
         values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
         return (values + values[-1:] * num_scales)[:num_scales]
 
+    def finest_scale_only(self, num_scales: int) -> "Preset":
+        """A copy that spends the whole schedule's steps at the finest scale.
+
+        No growing: every step of the stable and fade phases moves to the
+        finest scale's stable phase (the way the WaveGAN peer trains,
+        ``architecture="wavegan"``).
+
+        Args:
+            num_scales: Scales of the dataset (K).
+        """
+        total = (sum(self.per_scale("stable_steps", num_scales))
+                 + sum(self.per_scale("fade_steps", num_scales)[1:]))
+        return self.replace(stable_steps=(0,) * (num_scales - 1) + (total,), fade_steps=0)
+
     def replace(self, **changes) -> "Preset":
         """A copy with some fields changed (``dataclasses.replace``)."""
         return dataclasses.replace(self, **changes)

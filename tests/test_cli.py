@@ -83,6 +83,26 @@ def test_train_then_generate_writes_finest_scale_wavs(trained_run, tmp_path, cap
     assert (info.frames, info.samplerate) == (128, 8_000)
 
 
+def test_train_wavegan_with_r1_spends_the_schedule_at_the_finest_scale(tone_dataset, tmp_path,
+                                                                      capsys):
+    from pggan_lib import config
+
+    run = tmp_path / "wavegan"
+    code = cli.main(["train", "--data", str(tone_dataset), "--out", str(run), "--preset", "tiny",
+                     "--architecture", "wavegan", "--penalty", "r1", "--no-progress"])
+    assert code == 0
+    stored = json.loads((run / "config.json").read_text())
+    assert stored["preset"]["penalty"] == "r1"
+    assert stored["model_spec"]["architecture"] == "wavegan"
+    tiny = config.get_preset("tiny")  # 3 scales: 3 stable phases and 2 fades of 4 steps
+    assert [p["scale"] for p in stored["schedule"]] == [2]
+    assert stored["schedule"][0]["steps"] == 3 * tiny.stable_steps + 2 * tiny.fade_steps
+    code = cli.main(["generate", "--run", str(run), "--n", "2", "--out", str(tmp_path / "g")])
+    assert code == 0
+    wavs = sorted((tmp_path / "g").glob("*.wav"))
+    assert len(wavs) == 2 and sf.info(wavs[0]).frames == 256
+
+
 def test_generate_refuses_to_overwrite_and_says_the_size(trained_run, tmp_path, capsys):
     out = tmp_path / "clips"
     code, err = run_cli(capsys, "generate", "--run", trained_run, "--n", 2, "--out", out)
@@ -156,6 +176,8 @@ def test_error_messages(tone_dataset, trained_run, tmp_path, capsys):
           "--arms", "pixels"), "unknown arm(s) pixels; arms: waveform, spectral, magnitude"),
         (("train", "--data", tone_dataset, "--out", tmp_path / "r", "--representation",
           "spectral", "--conditional"), "spectrogram models are unconditional"),
+        (("train", "--data", tone_dataset, "--out", trained_run, "--resume", "--penalty",
+          "r1"), "--penalty applies to new runs; a resumed run keeps its own"),
         (("ablate", "--data", tone_dataset, "--out", tmp_path / "a", "--budget", "huge"),
          "unknown --budget 'huge'; choose one of learn, full, quick, tiny"),
     ]

@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -138,3 +139,42 @@ def test_committed_representation_study_follows_from_its_runs():
     for arm in rs.ARMS:
         clip, rate = sf.read(folder / "clips" / f"{arm.name}_0.wav")
         assert rate == 16000 and clip.shape == (16384,)
+
+
+def test_committed_classifier_corpus_study_is_complete_and_consistent():
+    """results/classifiers/corpus_instruments.json (benchmarks/bench_classifier_corpus.py,
+    chapter 6): every variant has every scale, accuracies in [0, 1] that agree with their
+    confusion matrices, whose rows sum to the test clips of each class."""
+    from pggan_lib import corpus, evaluation
+
+    stored = json.loads((config.RESULTS_DIR / "classifiers"
+                         / "corpus_instruments.json").read_text())
+    assert stored["command"].startswith("python benchmarks/bench_classifier_corpus.py")
+    assert {"date", "machine", "threshold", "from_hz"} <= set(stored)
+    assert stored["recipe"] == evaluation.ClassifierRecipe().to_dict()  # chapter 6's recipe
+    assert stored["genre_instruments"] == corpus.GENRE_INSTRUMENTS
+    names = [v["name"] for v in stored["variants"]]
+    assert {"piano_4min", "genre_4min"} <= set(names) and len(set(names)) == len(names)
+    for variant in stored["variants"]:
+        classes = variant["class_names"]
+        assert sorted(classes) == sorted(corpus.CORPUS_CLASSES)
+        assert variant["dataset_parameters"]["num_scales"] == config.DEFAULT_NUM_SCALES
+        assert [e["scale"] for e in variant["scales"]] == list(range(config.DEFAULT_NUM_SCALES))
+        assert [e["sample_rate"] for e in variant["scales"]] == [
+            config.scale_sample_rate(k, config.DEFAULT_NUM_SCALES, 16000)
+            for k in range(config.DEFAULT_NUM_SCALES)]
+        assert min(variant["pieces_per_class"]["test"].values()) >= 1
+        for cls in classes:
+            expected = (stored["genre_instruments"][cls] if variant["instrument"] == "genre"
+                        else variant["instrument"])
+            assert variant["instruments_per_class"][cls] == expected
+        test_clips = [variant["clips_per_class"]["test"][cls] for cls in classes]
+        for entry in variant["scales"]:
+            confusion = np.array(entry["confusion"])
+            assert confusion.shape == (len(classes), len(classes)) and confusion.min() >= 0
+            assert confusion.sum(axis=1).tolist() == test_clips
+            assert confusion.sum() == entry["num_test"]
+            assert 0.0 <= entry["test_accuracy"] <= 1.0 and 0.0 <= entry["train_accuracy"] <= 1.0
+            assert entry["test_accuracy"] == pytest.approx(np.trace(confusion) / confusion.sum())
+        for key in ("corpus_wall_s", "dataset_wall_s", "classifiers_wall_s"):
+            assert variant[key] >= 0.0
