@@ -178,3 +178,21 @@ def test_committed_classifier_corpus_study_is_complete_and_consistent():
             assert entry["test_accuracy"] == pytest.approx(np.trace(confusion) / confusion.sum())
         for key in ("corpus_wall_s", "dataset_wall_s", "classifiers_wall_s"):
             assert variant[key] >= 0.0
+
+
+def test_committed_levers_study_follows_from_its_runs():
+    """results/study_levers (chapter 5): every arm its command names, two seeds each, one
+    budget, and the summary table recomputed from the committed runs."""
+    from pggan_lib import study
+
+    folder = config.RESULTS_DIR / "study_levers"
+    stored = json.loads((folder / study.STUDY_FILE_NAME).read_text())
+    names = stored["meta"]["command"].split("--arms ")[1].split()
+    runs = [json.loads((folder / "runs" / f"{name}_seed{seed}.json").read_text())
+            for name in names for seed in stored["meta"]["seeds"]]
+    assert set(stored["arms"]) == set(names) and len(stored["meta"]["seeds"]) == 2
+    for run in runs:
+        assert run["budget_cpu_s"] == stored["meta"]["budget_cpu_s"]
+        assert run["points"][-1]["cpu_s"] >= run["budget_cpu_s"]
+    recomputed = json.loads(json.dumps(study.summarize_study(runs)))
+    assert recomputed == {k: v for k, v in stored.items() if k != "meta"}
