@@ -74,3 +74,16 @@ def conditional_run(tone_dataset, tmp_path_factory) -> Path:
     training.train(tone_dataset, run, preset="tiny", conditional=True, max_steps=4,
                    progress=False)
     return run
+
+
+@pytest.fixture(scope="session", autouse=True)
+def deterministic_ops():
+    """Bit-for-bit TensorFlow kernels for the whole session.
+
+    Resume tests compare a stopped-and-resumed run with an uninterrupted one;
+    without determinism, multi-threaded reductions may sum in another order
+    when the machine is busy, and the two runs drift apart by rounding.
+    """
+    import tensorflow as tf
+
+    tf.config.experimental.enable_op_determinism()
