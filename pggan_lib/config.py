@@ -145,6 +145,10 @@ class Preset:
             see :mod:`pggan_lib.representations`. The spectrogram models are
             unconditional, use 3 x 3 kernels, and train without ``augment``
             (its transforms act on waveforms).
+        scale_gains: Loudness of the random windows at each scale:
+            ``"per_scale"`` (each scale of a file normalised on its own) or
+            ``"finest"`` (every scale takes the finest scale's gain, so a
+            coarse scale is the finest clip low-passed, at its level).
         architecture: ``"progressive"`` or ``"wavegan"``: the non-progressive
             WaveGAN players (``models.WaveGANGenerator``), trained on the
             finest scale alone (every other scale's steps must be 0).
@@ -184,6 +188,7 @@ class Preset:
     output_skips: bool = False
     representation: str = "waveform"
     architecture: str = "progressive"
+    scale_gains: str = "per_scale"
 
     def per_scale(self, field: str, num_scales: int) -> tuple:
         """Expand a per-scale field to exactly ``num_scales`` values (coarse -> fine)."""

@@ -1067,20 +1067,22 @@ def make_tf_dataset(dataset_dir: str | os.PathLike, split: str = "train",
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def read_streams(dataset_dir: str | os.PathLike, split: str = "train", scale: int | None = None
-                 ) -> dict[str, np.ndarray]:
+def read_streams(dataset_dir: str | os.PathLike, split: str = "train", scale: int | None = None,
+                 gain_scale: int | None = None) -> dict[str, np.ndarray]:
     """The contiguous pyramid of every file of a split at one scale (for random windows).
 
     Args:
         dataset_dir: A folder made by :func:`build_dataset` (format 2 or later).
         split: ``"train"`` or ``"test"``.
         scale: Scale index (0 = coarsest); default the finest.
+        gain_scale: The scale whose loudness gains to return (default:
+            ``scale``; the finest scale's keep the pyramid's levels consistent).
 
     Returns:
         Dict: ``pcm`` int16 ``(total_samples,)`` (memory-mapped, every file
         one after another at its own level), and per file (rows in manifest
         order): ``offsets``, ``lengths`` int64, ``gains`` float32 (the file's
-        loudness gain at this scale), ``labels`` int32.
+        loudness gain at ``gain_scale``), ``labels`` int32.
 
     Raises:
         DatasetError: Unknown split, a dataset built before streams existed, or
@@ -1088,6 +1090,7 @@ def read_streams(dataset_dir: str | os.PathLike, split: str = "train", scale: in
     """
     manifest = read_manifest(dataset_dir)
     scale = _check_scale(manifest, scale)
+    gain_scale = scale if gain_scale is None else _check_scale(manifest, gain_scale)
     _shard_paths(manifest, split)  # checks the split name and that it has audio
     streams = manifest["splits"][split].get("streams")
     if not streams:
@@ -1106,14 +1109,14 @@ def read_streams(dataset_dir: str | os.PathLike, split: str = "train", scale: in
     return {"pcm": np.memmap(path, dtype="<i2", mode="r", shape=(expected,)),
             "offsets": np.array([e["stream"]["offsets"][scale] for e in entries], np.int64),
             "lengths": np.array([e["stream"]["lengths"][scale] for e in entries], np.int64),
-            "gains": np.array([e["stream"]["gains"][scale] for e in entries], np.float32),
+            "gains": np.array([e["stream"]["gains"][gain_scale] for e in entries], np.float32),
             "labels": np.array([names.index(e["class"]) for e in entries], np.int32)}
 
 
 def make_window_dataset(dataset_dir: str | os.PathLike, split: str = "train",
                         scale: int | None = None, batch_size: int = 16, seed: int = 0,
-                        start_batch: int = 0, window_samples: int | None = None
-                        ) -> tf.data.Dataset:
+                        start_batch: int = 0, window_samples: int | None = None,
+                        gain_scale: int | None = None) -> tf.data.Dataset:
     """Endless batches of windows at random offsets of the split's files.
 
     Every start position of every file is equally likely (a long file is
@@ -1134,6 +1137,10 @@ def make_window_dataset(dataset_dir: str | os.PathLike, split: str = "train",
         start_batch: Index of the first batch (resume).
         window_samples: Window length at this scale (default: the dataset's
             clip length at that scale).
+        gain_scale: Whose loudness gain scales a file's windows (default:
+            ``scale``, each scale normalised on its own; the finest scale's
+            gain keeps every scale at the level of the finest clip, so that
+            a coarse scale is that clip low-passed, not amplified).
 
     Returns:
         ``tf.data.Dataset`` of ``(audio, label)``: float32
@@ -1147,7 +1154,7 @@ def make_window_dataset(dataset_dir: str | os.PathLike, split: str = "train",
     manifest = read_manifest(dataset_dir)
     scale = _check_scale(manifest, scale)
     window = int(window_samples or scale_samples(manifest, scale))
-    streams = read_streams(dataset_dir, split, scale)
+    streams = read_streams(dataset_dir, split, scale, gain_scale)
     usable = streams["lengths"] >= window
     if not usable.any():
         raise DatasetError(f"{dataset_dir}: no {split} file holds a window of {window} samples "

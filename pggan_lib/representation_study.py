@@ -70,6 +70,9 @@ PEER_ARMS = (
              "scale: more of the budget at the finest scale", preset="quick",
              overrides={"stable_steps": (60, 45, 45, 30, 22, 22),
                         "fade_steps": (0, 22, 22, 22, 22, 22, 22)}),
+    StudyArm("finest_gains", "loudness", "the waveform arm with every scale at the finest "
+             "clip's level (its gain per file), not normalised per scale", preset="quick",
+             overrides={"scale_gains": "finest"}),
 )
 #: Every arm of ``make representations``; the first is the baseline.
 ARMS = REPRESENTATION_ARMS + PEER_ARMS

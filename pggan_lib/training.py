@@ -848,6 +848,8 @@ def make_step_function(gan: ProgressiveGAN, strategy, global_batch, jit_compile)
 
 #: Values of ``Preset.data``.
 DATA_MODES = ("clips", "windows")
+#: Values of ``Preset.scale_gains``.
+SCALE_GAINS = ("per_scale", "finest")
 
 
 def _phase_batches(data_dir, preset, phase, seed, first, spec):
@@ -860,8 +862,10 @@ def _phase_batches(data_dir, preset, phase, seed, first, spec):
     spectral = preset.representation != "waveform"
     scale = spec.num_scales - 1 if spectral else phase.scale
     if preset.data == "windows":
+        gain_scale = spec.num_scales - 1 if preset.scale_gains == "finest" else None
         dataset = data.make_window_dataset(data_dir, "train", scale, phase.batch_size,
-                                           seed=phase_seed, start_batch=first)
+                                           seed=phase_seed, start_batch=first,
+                                           gain_scale=gain_scale)
     else:
         dataset = data.make_tf_dataset(data_dir, split="train", scale=scale,
                                        batch_size=phase.batch_size, shuffle=True, repeat=True,
@@ -975,6 +979,12 @@ def _check_preset(preset: Preset, options: dict, manifest: dict, data_dir: Path)
     """One RunError naming the preset field or dataset property that cannot work."""
     if preset.data not in DATA_MODES:
         raise RunError(f"preset field data={preset.data!r}: choose one of {DATA_MODES}")
+    if preset.scale_gains not in SCALE_GAINS:
+        raise RunError(f"preset field scale_gains={preset.scale_gains!r}: choose one of "
+                       f"{SCALE_GAINS}")
+    if preset.scale_gains != "per_scale" and preset.data != "windows":
+        raise RunError(f"preset field scale_gains={preset.scale_gains!r} needs "
+                       f"data='windows' (fixed clips are normalised per clip and scale)")
     try:
         layers.check_augment(preset.augment)
     except ValueError as error:
