@@ -83,6 +83,27 @@ def test_windows_are_slices_of_the_files_and_resume_exactly(tone_dataset):
     assert not np.array_equal(next(iter(other))[0].numpy(), batches[0][0])
 
 
+def test_finest_gains_keep_the_pyramid_at_the_finest_clips_level(tone_dataset):
+    scale, batch = 0, 8
+    own = data.read_streams(tone_dataset, "train", scale)
+    finest = data.read_streams(tone_dataset, "train", scale, gain_scale=2)
+    np.testing.assert_array_equal(finest["gains"],
+                                  data.read_streams(tone_dataset, "train")["gains"])
+    plain = next(iter(data.make_window_dataset(tone_dataset, "train", scale, batch, seed=3)))
+    level = next(iter(data.make_window_dataset(tone_dataset, "train", scale, batch, seed=3,
+                                               gain_scale=2)))
+    # Same windows of the same files, each scaled from its scale's gain to the finest's.
+    np.testing.assert_array_equal(level[1].numpy(), plain[1].numpy())
+    files = [int(np.flatnonzero(own["labels"] == label)[0]) for label in plain[1].numpy()]
+    ratio = finest["gains"] / own["gains"]
+    ratio_by_label = {int(own["labels"][i]): ratio[own["labels"] == own["labels"][i]]
+                      for i in files}
+    for w_plain, w_level, label in zip(plain[0].numpy(), level[0].numpy(), plain[1].numpy()):
+        seen = np.dot(w_level[:, 0], w_plain[:, 0]) / np.dot(w_plain[:, 0], w_plain[:, 0])
+        assert np.min(np.abs(ratio_by_label[int(label)] - seen)) < 1e-4
+    assert not np.allclose(level[0].numpy(), plain[0].numpy())
+
+
 def test_dataset_without_streams_is_a_clear_error(tone_dataset, tmp_path):
     import shutil
 

@@ -344,7 +344,9 @@ def test_bad_penalty_and_architecture_are_named(tone_dataset, tmp_path):
              ({"architecture": "stylegan"}, "architecture='stylegan'"),
              ({"architecture": "wavegan"}, "only the finest scale"),
              ({"architecture": "wavegan", "representation": "spectral",
-               "stable_steps": (0, 0, 5), "fade_steps": 0}, "representation='spectral'")]
+               "stable_steps": (0, 0, 5), "fade_steps": 0}, "representation='spectral'"),
+             ({"scale_gains": "loudest"}, "scale_gains='loudest'"),
+             ({"scale_gains": "finest"}, "needs data='windows'")]
     for i, (overrides, message) in enumerate(cases):
         with pytest.raises(training.RunError, match=message):
             training.train(tone_dataset, tmp_path / str(i), preset="tiny", overrides=overrides,
@@ -361,6 +363,26 @@ def test_wavegan_run_trains_the_finest_scale_resumes_and_generates(tone_dataset,
     assert type(generator).__name__ == "WaveGANGenerator" and info["scale"] == 2
     with pytest.raises(training.RunError, match="trained scales are 2..2"):
         training.load_generator(tmp_path / "straight", scale=0)
+
+
+def test_finest_gains_reach_the_phase_batches(tone_dataset, tmp_path, monkeypatch):
+    from pggan_lib import data
+
+    asked = []
+    window_dataset = data.make_window_dataset
+
+    def spy(*args, gain_scale=None, **kwargs):
+        asked.append((args[2], gain_scale))  # (scale of the windows, whose gains)
+        return window_dataset(*args, gain_scale=gain_scale, **kwargs)
+
+    monkeypatch.setattr(data, "make_window_dataset", spy)
+    for gains in training.SCALE_GAINS:
+        training.train(tone_dataset, tmp_path / gains, preset="tiny", progress=False,
+                       overrides={"data": "windows", "scale_gains": gains})
+    # One dataset per phase (3 stable + 2 fades); "finest" reads the finest scale's gains.
+    assert asked == [(k, None) for k in (0, 1, 1, 2, 2)] + [(k, 2) for k in (0, 1, 1, 2, 2)]
+    stored = json.loads((tmp_path / "finest" / "config.json").read_text())["preset"]
+    assert stored["scale_gains"] == "finest"
 
 
 def test_r1_changes_only_the_penalty(tone_dataset, tmp_path):
