@@ -68,8 +68,8 @@ ablation: install demo-data
 	  --budget learn
 
 # Chapter 8: the waveform pyramid against the IF and magnitude spectrograms, and
-# chapter 5's finest-scale peers (no growing, WaveGAN, half the growth), at 400
-# training CPU-seconds per run (6 arms x 3 seeds, about two hours on 2 cores);
+# chapter 5's finest-scale peers (no growing, WaveGAN, half the growth, finest-level
+# gains), at 400 training CPU-seconds per run (7 arms x 3 seeds, about 2.5 hours on 2 cores);
 # finished runs are skipped, so rerunning after a stop continues.
 representations: install demo-data
 	$(PGGAN) study --representations --data $(DATASET) --out results/representations \
