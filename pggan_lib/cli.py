@@ -203,11 +203,11 @@ def _add_train_parser(subparsers) -> None:
                              "pyramid), spectral (log magnitude + instantaneous frequency, "
                              "GANSynth) or magnitude (log magnitude, Griffin-Lim phase; "
                              "chapter 8). Default: the preset's (waveform)")
-    parser.add_argument("--architecture", choices=("progressive", "wavegan"), default=None,
+    parser.add_argument("--architecture", choices=config.ARCHITECTURES, default=None,
                         help="progressive (grows scale by scale) or wavegan (WaveGAN's "
                              "players at the finest scale only, for as many steps as the "
                              "preset's whole schedule; chapter 5). Default: progressive")
-    parser.add_argument("--penalty", choices=("gp", "r1"), default=None,
+    parser.add_argument("--penalty", choices=config.PENALTIES, default=None,
                         help="the critic's penalty: gp (WGAN-GP's, on interpolates) or r1 "
                              "(on real clips, towards zero). Default: the preset's (gp)")
     parser.add_argument("--seed", type=int, default=None,

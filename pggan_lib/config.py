@@ -217,6 +217,13 @@ class Preset:
 
 #: Values of ``Preset.representation`` (:mod:`pggan_lib.representations`).
 REPRESENTATIONS = ("waveform", "spectral", "magnitude")
+#: Values of ``Preset.architecture`` (and ``models.ModelSpec.architecture``).
+ARCHITECTURES = ("progressive", "wavegan")
+#: Values of ``Preset.penalty``: WGAN-GP's (``losses.gradient_penalty``) or R1
+#: (``losses.r1_penalty``).
+PENALTIES = ("gp", "r1")
+#: Values of ``Preset.scale_gains`` (``data.make_window_dataset(gain_scale=)``).
+SCALE_GAINS = ("per_scale", "finest")
 
 #: The augmentations the presets use (all of ``layers.AUGMENT_NAMES``).
 DEFAULT_AUGMENT = ("gain", "polarity", "shift", "cutout", "noise")

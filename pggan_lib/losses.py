@@ -39,7 +39,6 @@ __all__ = [
     "sample_interpolation_coefficients",
     "gradient_penalty",
     "r1_penalty",
-    "PENALTY_NAMES",
     "wgan_gp_critic_loss",
     "wgan_generator_loss",
     "gap_sign",
@@ -52,9 +51,6 @@ __all__ = [
 
 #: Names accepted by :func:`get_loss`.
 LOSS_NAMES = ("wgan-gp", "report")
-#: The critic's gradient penalties: WGAN-GP's on interpolates
-#: (:func:`gradient_penalty`) or R1 on real clips (:func:`r1_penalty`).
-PENALTY_NAMES = ("gp", "r1")
 
 #: The report's constants (``seed/SEED_BRIEF.md``, section "Loss function").
 REPORT_REAL_OFFSET = 0.0001

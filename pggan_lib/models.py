@@ -42,7 +42,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from pggan_lib.config import DEFAULT_CLIP_SAMPLES, DEFAULT_NUM_SCALES
+from pggan_lib.config import ARCHITECTURES, DEFAULT_CLIP_SAMPLES, DEFAULT_NUM_SCALES
 from pggan_lib.layers import (ACTIVATION_NAMES, Downsample1D, EqualizedConv1D, EqualizedDense,
                               FadeIn, MinibatchStdDev, PhaseShuffle, PixelNorm, Upsample1D,
                               make_activation)
@@ -59,14 +59,11 @@ __all__ = [
     "count_params_at_scale",
     "build_wavegan_generator",
     "build_wavegan_critic",
-    "ARCHITECTURES",
     "WaveGANGenerator",
     "WaveGANCritic",
 ]
 
 _PACKAGE = "pggan"
-#: Values of :attr:`ModelSpec.architecture`.
-ARCHITECTURES = ("progressive", "wavegan")
 
 
 def default_activation_alphas(num_scales=DEFAULT_NUM_SCALES, coarsest=2.0, finest=16.0):

@@ -52,7 +52,8 @@ import tensorflow as tf
 from keras import ops
 
 from pggan_lib import audio, data, files, layers, losses, models, representations, runs
-from pggan_lib.config import Preset, get_preset, scale_sample_rate
+from pggan_lib.config import (ARCHITECTURES, PENALTIES, SCALE_GAINS, Preset, get_preset,
+                              scale_sample_rate)
 
 __all__ = [
     "METRIC_NAMES",
@@ -278,7 +279,7 @@ class ProgressiveGAN(keras.Model):
         gp_weight: Weight of the critic's penalty (lambda of WGAN-GP, gamma of R1).
         drift_weight: Drift weight (WGAN-GP only).
         penalty: ``"gp"`` (WGAN-GP's, on interpolates) or ``"r1"`` (on real
-            clips); see ``losses.PENALTY_NAMES``.
+            clips); see ``config.PENALTIES``.
         ema_decay: EMA decay: ``ema = decay * ema + (1 - decay) * w`` per step.
         conditional: Feed class labels to both players.
         seed: Seed of the GAN's ``SeedGenerator``.
@@ -290,8 +291,8 @@ class ProgressiveGAN(keras.Model):
                  n_critic=1, gp_weight=10.0, drift_weight=1e-3, penalty="gp",
                  ema_decay=0.999, conditional=False, seed=0, augment=(), **kwargs):
         super().__init__(**kwargs)
-        if penalty not in losses.PENALTY_NAMES:
-            raise ValueError(f"penalty must be one of {losses.PENALTY_NAMES}, got {penalty!r}")
+        if penalty not in PENALTIES:
+            raise ValueError(f"penalty must be one of {PENALTIES}, got {penalty!r}")
         self.penalty = penalty
         self.augment = layers.check_augment(augment)
         self.generator = generator
@@ -848,8 +849,6 @@ def make_step_function(gan: ProgressiveGAN, strategy, global_batch, jit_compile)
 
 #: Values of ``Preset.data``.
 DATA_MODES = ("clips", "windows")
-#: Values of ``Preset.scale_gains``.
-SCALE_GAINS = ("per_scale", "finest")
 
 
 def _phase_batches(data_dir, preset, phase, seed, first, spec):
@@ -1003,9 +1002,9 @@ def _check_preset(preset: Preset, options: dict, manifest: dict, data_dir: Path)
     if preset.representation != "waveform" and options["conditional"]:
         raise RunError(f"representation={preset.representation!r}: the spectrogram models "
                        f"are unconditional; drop --conditional")
-    if preset.penalty not in losses.PENALTY_NAMES:
+    if preset.penalty not in PENALTIES:
         raise RunError(f"preset field penalty={preset.penalty!r}: choose one of "
-                       f"{losses.PENALTY_NAMES}")
+                       f"{PENALTIES}")
     _check_architecture(preset, int(manifest["num_scales"]))
     if options["conditional"] and len(manifest["class_names"]) < 2:
         raise RunError(f"{data_dir}: conditional training needs at least 2 classes, the "
@@ -1014,9 +1013,9 @@ def _check_preset(preset: Preset, options: dict, manifest: dict, data_dir: Path)
 
 def _check_architecture(preset: Preset, num_scales: int) -> None:
     """A WaveGAN run trains the finest scale alone, on waveforms."""
-    if preset.architecture not in models.ARCHITECTURES:
+    if preset.architecture not in ARCHITECTURES:
         raise RunError(f"preset field architecture={preset.architecture!r}: choose one of "
-                       f"{models.ARCHITECTURES}")
+                       f"{ARCHITECTURES}")
     if preset.architecture != "wavegan":
         return
     if preset.representation != "waveform":

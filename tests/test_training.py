@@ -366,7 +366,7 @@ def test_wavegan_run_trains_the_finest_scale_resumes_and_generates(tone_dataset,
 
 
 def test_finest_gains_reach_the_phase_batches(tone_dataset, tmp_path, monkeypatch):
-    from pggan_lib import data
+    from pggan_lib import config, data
 
     asked = []
     window_dataset = data.make_window_dataset
@@ -376,7 +376,7 @@ def test_finest_gains_reach_the_phase_batches(tone_dataset, tmp_path, monkeypatc
         return window_dataset(*args, gain_scale=gain_scale, **kwargs)
 
     monkeypatch.setattr(data, "make_window_dataset", spy)
-    for gains in training.SCALE_GAINS:
+    for gains in config.SCALE_GAINS:
         training.train(tone_dataset, tmp_path / gains, preset="tiny", progress=False,
                        overrides={"data": "windows", "scale_gains": gains})
     # One dataset per phase (3 stable + 2 fades); "finest" reads the finest scale's gains.
