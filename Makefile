@@ -69,8 +69,9 @@ ablation: install demo-data
 
 # Chapter 8: the waveform pyramid against the IF and magnitude spectrograms, and
 # chapter 5's finest-scale peers (no growing, WaveGAN, half the growth, finest-level
-# gains), at 400 training CPU-seconds per run (7 arms x 3 seeds, about 2.5 hours on 2 cores);
-# finished runs are skipped, so rerunning after a stop continues.
+# gains, silent heads grown and not), at 400 training CPU-seconds per run (9 arms x 3
+# seeds, about 3 hours on 2 cores); finished runs are skipped, so rerunning after a stop
+# continues.
 representations: install demo-data
 	$(PGGAN) study --representations --data $(DATASET) --out results/representations \
 	  --seeds 3 --budget-cpu-s 400 --first-cpu-s 50

@@ -139,6 +139,8 @@ class Preset:
         output_skips: The generator's output is the sum of every scale's
             upsampled output (``models.ModelSpec.output_skips``), so coarse
             scales keep shaping the finest clip after the network grows.
+        silent_heads: The generator's to-waveform heads start at zero
+            (``models.ModelSpec.silent_heads``) instead of as a loud hum.
         representation: What the GAN grows over: ``"waveform"`` (the report's
             sample-rate pyramid), ``"spectral"`` (log magnitude + instantaneous
             frequency) or ``"magnitude"`` (log magnitude, Griffin-Lim phase);
@@ -186,6 +188,7 @@ class Preset:
     data: str = "clips"
     augment: tuple = ()
     output_skips: bool = False
+    silent_heads: bool = False
     representation: str = "waveform"
     architecture: str = "progressive"
     scale_gains: str = "per_scale"
@@ -208,7 +211,23 @@ class Preset:
         """
         total = (sum(self.per_scale("stable_steps", num_scales))
                  + sum(self.per_scale("fade_steps", num_scales)[1:]))
-        return self.replace(stable_steps=(0,) * (num_scales - 1) + (total,), fade_steps=0)
+        return self.single_scale(num_scales - 1, num_scales, total)
+
+    def single_scale(self, scale: int, num_scales: int, steps: int) -> "Preset":
+        """A copy that trains scale ``scale`` alone, for ``steps`` steps.
+
+        Every other phase gets 0 steps, so training starts at ``scale`` and
+        ends there (the peers that do not grow; ``finest_scale_only``).
+
+        Args:
+            scale: The scale trained (0 = coarsest).
+            num_scales: Scales of the dataset (K).
+            steps: Steps of that scale's stable phase.
+        """
+        if not 0 <= scale < num_scales:
+            raise ValueError(f"scale must be in [0, {num_scales - 1}], got {scale}")
+        stable = tuple(int(steps) if k == scale else 0 for k in range(num_scales))
+        return self.replace(stable_steps=stable, fade_steps=(0,) * num_scales)
 
     def replace(self, **changes) -> "Preset":
         """A copy with some fields changed (``dataclasses.replace``)."""

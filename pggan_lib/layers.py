@@ -78,6 +78,8 @@ class EqualizedConv1D(keras.layers.Layer):
         use_bias: Add a bias (initialised to 0, not scaled).
         padding: ``"same"`` (length kept) or ``"valid"``.
         strides: Convolution stride.
+        init_std: Standard deviation of the stored kernel at initialisation
+            (1: He's; 0: the layer starts at zero and learns from there).
 
     Input shape: ``(batch, samples, in_channels)``.
     Output shape: ``(batch, samples', filters)`` (``samples' = samples`` for
@@ -87,10 +89,13 @@ class EqualizedConv1D(keras.layers.Layer):
     """
 
     def __init__(self, filters, kernel_size, gain=math.sqrt(2.0), use_bias=True,
-                 padding="same", strides=1, **kwargs):
+                 padding="same", strides=1, init_std=1.0, **kwargs):
         super().__init__(**kwargs)
         if padding not in ("same", "valid"):
             raise ValueError(f"EqualizedConv1D padding must be 'same' or 'valid', got {padding!r}")
+        if init_std < 0:
+            raise ValueError(f"EqualizedConv1D init_std must be >= 0, got {init_std}")
+        self.init_std = float(init_std)
         self.filters = int(filters)
         self.kernel_size = int(kernel_size)
         self.gain = float(gain)
@@ -102,7 +107,7 @@ class EqualizedConv1D(keras.layers.Layer):
         in_channels = int(input_shape[-1])
         self.kernel = self.add_weight(
             name="kernel", shape=(self.kernel_size, in_channels, self.filters),
-            initializer=keras.initializers.RandomNormal(0.0, 1.0))
+            initializer=keras.initializers.RandomNormal(0.0, self.init_std))
         self.bias = (self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
                      if self.use_bias else None)
         # He's constant, applied at run time (not folded into the stored weights).
@@ -128,7 +133,8 @@ class EqualizedConv1D(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(filters=self.filters, kernel_size=self.kernel_size, gain=self.gain,
-                      use_bias=self.use_bias, padding=self.padding, strides=self.strides)
+                      use_bias=self.use_bias, padding=self.padding, strides=self.strides,
+                      init_std=self.init_std)
         return config
 
 

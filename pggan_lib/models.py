@@ -117,6 +117,10 @@ class ModelSpec:
         fir_taps: Taps of the anti-aliasing filter of up/downsampling.
         output_skips: Generator output as a sum of upsampled per-scale outputs
             (StyleGAN2's skip generator) instead of PGGAN's last-scale head.
+        silent_heads: The to-waveform heads start at zero, so the generator
+            starts silent. With He's initialisation the skip generator starts
+            at about 24x the corpus's level, most of it below the coarsest
+            band edge (a hum the critic must first remove).
         architecture: ``"progressive"`` (the growing players) or ``"wavegan"``
             (:class:`WaveGANGenerator` / :class:`WaveGANCritic`: the finest
             scale only, the non-progressive peer).
@@ -140,6 +144,7 @@ class ModelSpec:
     use_pixel_norm: bool = True
     fir_taps: int = 33
     output_skips: bool = False
+    silent_heads: bool = False
     architecture: str = "progressive"
 
     def __post_init__(self):
@@ -355,7 +360,9 @@ class ProgressiveGenerator(ProgressiveModel):
                 if spec.use_pixel_norm:
                     layers.append(PixelNorm(name=f"g{k}_norm{i + 1}"))
             self.blocks.append(layers)
-        self.to_wave = [EqualizedConv1D(1, 1, gain=1.0, name=f"to_wave{k}")
+        head_std = 0.0 if spec.silent_heads else 1.0
+        self.to_wave = [EqualizedConv1D(1, 1, gain=1.0, init_std=head_std,
+                                        name=f"to_wave{k}")
                         for k in range(spec.num_scales)]
         self.output_activation = make_activation(spec.generator_output_activation,
                                                  alphas[-1], layer_name="output_act")

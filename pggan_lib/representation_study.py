@@ -59,7 +59,8 @@ REPRESENTATION_ARMS = tuple(
     StudyArm(name, "representation", _DESCRIPTIONS[name], preset="quick",
              overrides={"representation": name}) for name in REPRESENTATIONS)
 #: The waveform arm's peers (chapter 5): the same players trained at the finest
-#: scale from the first step, WaveGAN's players, and a shorter growth.
+#: scale from the first step, WaveGAN's players, a shorter growth, finest-level
+#: gains, and silent heads (grown and not).
 PEER_ARMS = (
     StudyArm("direct", NO_GROWTH, "the waveform arm's players, no growing: the finest "
              "scale from the first step", preset="quick"),
@@ -73,6 +74,11 @@ PEER_ARMS = (
     StudyArm("finest_gains", "loudness", "the waveform arm with every scale at the finest "
              "clip's level (its gain per file), not normalised per scale", preset="quick",
              overrides={"scale_gains": "finest"}),
+    StudyArm("direct_silent", NO_GROWTH, "the direct arm with silent heads: the generator "
+             "starts at zero, not as a hum", preset="quick", overrides={"silent_heads": True}),
+    StudyArm("silent_heads", "initialisation", "the waveform arm with silent heads: every "
+             "scale's to-waveform head starts at zero", preset="quick",
+             overrides={"silent_heads": True}),
 )
 #: Every arm of ``make representations``; the first is the baseline.
 ARMS = REPRESENTATION_ARMS + PEER_ARMS
@@ -93,10 +99,11 @@ def _preset(arm: StudyArm, num_scales: int):
     stable += (stable[-1],) * (num_scales - 1 - len(stable)) + (ENDLESS_STEPS,)
     fade = tuple(overrides.pop("fade_steps", GROWTH_FADE_STEPS))
     fade = (fade + fade[-1:] * num_scales)[:num_scales]
+    preset = get_preset(arm.preset).replace(**overrides, stable_steps=stable, fade_steps=fade,
+                                            checkpoint_every=ENDLESS_STEPS, log_every=50)
     if arm.lever == NO_GROWTH:  # the finest scale from the first step
-        stable, fade = (0,) * (num_scales - 1) + (ENDLESS_STEPS,), (0,) * num_scales
-    return get_preset(arm.preset).replace(**overrides, stable_steps=stable, fade_steps=fade,
-                                          checkpoint_every=ENDLESS_STEPS, log_every=50)
+        return preset.single_scale(num_scales - 1, num_scales, ENDLESS_STEPS)
+    return preset
 
 
 def _score(gan, scorer: Scorer, top: int) -> tuple[dict | None, np.ndarray, float]:
@@ -273,12 +280,14 @@ def format_representation_table(summary: dict[str, Any],
     Notebook: chapters/08_which_representation.ipynb
     """
     cell = format_mean_std
-    header = (f"{'arm':<11}{'steps':>6} {'top at':>7} {'FD/floor':>11} {'IS/real':>10} "
+    names = list(summary["arms"] if arms is None else arms)
+    width = max(len(name) for name in names + ["arm"]) + 1
+    header = (f"{'arm':<{width}}{'steps':>6} {'top at':>7} {'FD/floor':>11} {'IS/real':>10} "
               f"{'NDB/K':>10} {'flat/real':>10}")
     lines = [header, "-" * len(header)]
-    for name in summary["arms"] if arms is None else arms:
+    for name in names:
         arm = summary["arms"][name]
-        lines.append(f"{name:<11}{arm['steps']['mean']:>6.0f} "
+        lines.append(f"{name:<{width}}{arm['steps']['mean']:>6.0f} "
                      f"{arm['top_reached_cpu_s']['mean']:>6.0f}s "
                      f"{cell(arm['fd_ratio'], 1):>11} {cell(arm['is_ratio'], 2):>10} "
                      f"{cell(arm['ndb_over_k'], 2):>10} {cell(arm['flatness_ratio'], 2):>10}")

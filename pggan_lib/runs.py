@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import json
 import os
 from pathlib import Path
@@ -141,7 +142,6 @@ class RunFolder:
     Attributes:
         run_dir: The folder.
         config: ``config.json`` (preset, model spec, schedule, dataset).
-        history: ``history.csv`` as columns (:func:`read_history`).
         state: ``run_state.json`` (``{}`` before the first phase ends).
         metrics: ``metrics.json`` (``{}`` until ``pggan evaluate``).
         metrics_by_phase: ``metrics_by_phase.json`` (``{}`` without ``--evaluate``).
@@ -150,7 +150,6 @@ class RunFolder:
 
     run_dir: Path
     config: dict
-    history: dict
     state: dict
     metrics: dict
     metrics_by_phase: dict
@@ -162,11 +161,16 @@ class RunFolder:
         """Read a run folder (:func:`read_config` says why a folder is not one)."""
         run_dir = Path(run_dir)
         return cls(run_dir=run_dir, config=read_config(run_dir, error, hint),
-                   history=read_history(run_dir),
                    state=read_optional_json(run_dir / STATE_FILE),
                    metrics=read_optional_json(run_dir / METRICS_FILE),
                    metrics_by_phase=read_optional_json(run_dir / PHASE_METRICS_FILE),
                    provenance=read_optional_json(run_dir / PROVENANCE_FILE))
+
+    @functools.cached_property
+    def history(self) -> dict:
+        """``history.csv`` as columns (:func:`read_history`), read on first use:
+        the web site loads run folders at start-up and never needs it."""
+        return read_history(self.run_dir)
 
     @property
     def num_scales(self) -> int:

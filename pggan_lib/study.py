@@ -505,13 +505,11 @@ def run_growth_arm(data_dir, run_dir, arm: StudyArm, seed: int,
     manifest = data.read_manifest(data_dir)
     top = len(stable_steps) - 1
     pad = (0,) * (int(manifest["num_scales"]) - len(stable_steps))
-    stable, fade = tuple(stable_steps) + pad, tuple(fade_steps) + pad
-    if budget_cpu_s is not None:  # the top scale alone, until the budget is spent
-        stable = (0,) * top + (ENDLESS_STEPS,) + pad
-        fade = (0,) * len(stable)
     preset = get_preset(arm.preset).replace(
-        **arm.overrides, stable_steps=stable, fade_steps=fade, checkpoint_every=ENDLESS_STEPS,
-        log_every=50)
+        **arm.overrides, stable_steps=tuple(stable_steps) + pad,
+        fade_steps=tuple(fade_steps) + pad, checkpoint_every=ENDLESS_STEPS, log_every=50)
+    if budget_cpu_s is not None:  # the top scale alone, until the budget is spent
+        preset = preset.single_scale(top, int(manifest["num_scales"]), ENDLESS_STEPS)
     cpu, wall = time.process_time(), time.monotonic()
     history = training.train(
         data_dir, run_dir, preset=preset, seed=seed, progress=False, keep_checkpoints=1,

@@ -245,6 +245,7 @@ def model_spec_for(preset: Preset, manifest: dict, activation=None, conditional=
         minibatch_group_size=preset.minibatch_group_size,
         phase_shuffle=preset.phase_shuffle,
         output_skips=preset.output_skips,
+        silent_heads=preset.silent_heads,
         critic_output_activation=critic_output,
         architecture=preset.architecture,
     )

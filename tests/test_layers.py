@@ -61,6 +61,20 @@ def test_equalized_conv_gain_and_bias():
     np.testing.assert_allclose(np.asarray(layer(x)), expected, atol=1e-5)
 
 
+def test_equalized_conv_init_std_sets_the_stored_kernel_and_is_checked(tmp_path):
+    x = RNG.standard_normal((2, 20, 32)).astype("float32")
+    half = L.EqualizedConv1D(64, 9, init_std=0.5)
+    half(x)
+    assert np.asarray(half.kernel).std() == pytest.approx(0.5, rel=0.03)
+    zero = L.EqualizedConv1D(4, 1, init_std=0.0)
+    assert np.all(np.asarray(zero(x)) == 0.0) and np.all(np.asarray(zero.kernel) == 0.0)
+    assert zero.runtime_scale == pytest.approx(math.sqrt(2.0 / 32))  # He's scale kept
+    _, _, loaded = _roundtrip(keras.Sequential([keras.Input((20, 32)), zero]), x, tmp_path)
+    assert loaded.layers[0].init_std == 0.0
+    with pytest.raises(ValueError, match="init_std must be >= 0"):
+        L.EqualizedConv1D(4, 1, init_std=-1.0)
+
+
 def test_equalized_dense_values():
     layer = L.EqualizedDense(6, gain=2.0)
     x = RNG.standard_normal((3, 8)).astype("float32")

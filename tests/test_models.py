@@ -136,6 +136,38 @@ def test_skip_generator_trains_every_head_and_round_trips(tiny_skips, tmp_path):
     np.testing.assert_array_equal(np.asarray(restored(z)), np.asarray(gen(z)))
 
 
+def test_silent_heads_start_at_zero_and_learn_from_the_first_step():
+    spec = M.ModelSpec(**TINY, output_skips=True, silent_heads=True)
+    gen = M.build_generator(spec)
+    z = _z()
+    for k in range(spec.num_scales):
+        gen.set_scale(k)
+        np.testing.assert_array_equal(np.asarray(gen(z)), 0.0)
+    target = tf.constant(RNG.standard_normal((4, spec.clip_samples, 1)), tf.float32)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean((gen(z) - target) ** 2)
+    heads = [head.weights[0] for head in gen.to_wave]
+    grads = tape.gradient(loss, heads)
+    # Zero heads stop no gradient from reaching their own kernels.
+    assert all(float(tf.reduce_max(tf.abs(g))) > 1e-3 for g in grads)
+    for head, grad in zip(heads, grads):
+        head.assign_sub(0.1 * grad)
+    with tf.GradientTape() as tape:
+        after = tf.reduce_mean((gen(z) - target) ** 2)
+    assert float(after) < float(loss)
+
+
+def test_silent_heads_are_saved_and_old_specs_keep_he_heads(tmp_path):
+    spec = M.ModelSpec(**TINY, output_skips=True, silent_heads=True)
+    gen = M.build_generator(spec)
+    gen.save(tmp_path / "g.keras")
+    restored = keras.saving.load_model(tmp_path / "g.keras", safe_mode=True)
+    assert restored.spec.silent_heads and restored.to_wave[0].init_std == 0.0
+    old = {k: v for k, v in M.ModelSpec(**TINY).to_dict().items() if k != "silent_heads"}
+    he = M.build_generator(M.ModelSpec.from_dict(old))
+    assert float(np.std(np.asarray(he.to_wave[0].weights[0]))) > 0.3
+
+
 def test_critic_fade_at_alpha_zero_is_previous_scale_on_downsampled_input(tiny):
     spec, _, critic = tiny
     x = RNG.standard_normal((4, spec.clip_samples, 1)).astype("float32")

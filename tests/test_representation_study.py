@@ -69,6 +69,10 @@ def test_peer_arms_train_the_finest_scale_from_the_first_step(study):
     half, full = rs._preset(arms["half_growth"], 7), rs._preset(arms["waveform"], 7)
     assert 2 * sum(half.stable_steps[:6]) <= sum(full.stable_steps[:6])
     assert half.stable_steps[6] == full.stable_steps[6] == rs.ENDLESS_STEPS
+    # The silent-head arms differ from their He-headed twins in that field alone.
+    for silent, twin in (("silent_heads", "waveform"), ("direct_silent", "direct")):
+        assert rs._preset(arms[silent], 7) == rs._preset(arms[twin], 7).replace(
+            silent_heads=True)
 
 
 def test_a_rerun_skips_finished_runs(study, tone_dataset, monkeypatch):

@@ -67,6 +67,16 @@ def test_run_folder_reads_every_file_and_leaves_missing_ones_empty(tmp_path):
     assert isinstance(folder.history["scale"][0], int) and runs.has_checkpoint(run)
 
 
+def test_run_folder_reads_its_history_once_and_only_when_asked(tmp_path, monkeypatch):
+    run = _run(tmp_path)
+    calls = []
+    monkeypatch.setattr(runs, "read_history", lambda run_dir: calls.append(run_dir) or {"step": [7]})
+    folder = runs.RunFolder.load(run)
+    assert calls == []  # the web site's start-up never pays for it
+    assert folder.history == {"step": [7]} and folder.history["step"] == [7]
+    assert calls == [run]
+
+
 def test_reading_a_run_folder_does_not_load_tensorflow():
     code = ("import sys; from pggan_lib import runs; runs.read_optional_json('x.json'); "
             "print('tensorflow' in sys.modules)")

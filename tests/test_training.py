@@ -73,6 +73,16 @@ def test_schedule_phases_and_steps():
         (2, "fade", 3, 14), (2, "stable", 7, 17)]
 
 
+def test_single_scale_schedule_trains_one_scale_and_finest_only_keeps_the_steps():
+    preset = config.get_preset("tiny").replace(stable_steps=(5, 6, 7), fade_steps=(0, 3, 3))
+    phases = training.make_schedule(preset.single_scale(1, 3, 9), 3)
+    assert [(p.scale, p.kind, p.steps, p.start_step) for p in phases] == [(1, "stable", 9, 0)]
+    finest = training.make_schedule(preset.finest_scale_only(3), 3)
+    assert [(p.scale, p.kind, p.steps) for p in finest] == [(2, "stable", 5 + 6 + 7 + 3 + 3)]
+    with pytest.raises(ValueError, match="scale must be in"):
+        preset.single_scale(3, 3, 9)
+
+
 def test_fade_alpha_is_linear_from_0_to_1():
     fade = training.Phase(index=1, scale=1, kind="fade", steps=5, start_step=0, batch_size=4)
     stable = training.Phase(index=2, scale=1, kind="stable", steps=5, start_step=5, batch_size=4)
@@ -100,6 +110,18 @@ def test_ema_update_math():
     for ema, old, w in zip(gan.ema_generator.trainable_variables, before_ema, weights):
         np.testing.assert_allclose(np.array(ema), decay * old + (1 - decay) * w, rtol=1e-6,
                                    atol=1e-7)
+
+
+def test_silent_heads_preset_starts_generator_and_ema_silent():
+    manifest = {"num_scales": 3, "clip_samples": 256, "class_names": ["a", "b"]}
+    preset = config.get_preset("tiny").replace(output_skips=True, silent_heads=True)
+    spec = training.model_spec_for(preset, manifest)
+    assert spec.silent_heads
+    gan = training.build_gan(spec, preset, seed=3)
+    gan.set_scale(2)
+    z = np.random.default_rng(0).normal(size=(2, spec.latent_dim)).astype("float32")
+    for generator in (gan.generator, gan.ema_generator):
+        np.testing.assert_array_equal(np.asarray(generator(z)), 0.0)
 
 
 @pytest.mark.parametrize("loss", ["wgan-gp", "report"])
