@@ -59,7 +59,8 @@ study: install demo-data
 	  --first-cpu-s 30
 	$(PGGAN) study --growth --data $(DATASET) --out results/study --seeds 2
 	$(PGGAN) study --data $(DATASET) --out results/study_levers --seeds 2 --budget-cpu-s 240 \
-	  --first-cpu-s 30 --arms new new_wide_b32 new_narrow_b8 new_betas new_r1 new_kernel25
+	  --first-cpu-s 30 --arms new new_wide_b32 new_narrow_b8 new_betas new_r1 new_kernel25 \
+	  new_silent
 
 # The activation x loss grid of chapter 4 (7 arms x 3 seeds, scales 0-1, about 80
 # minutes on 2 cores); finished runs are skipped, so rerunning after a stop continues.
