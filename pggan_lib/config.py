@@ -63,12 +63,9 @@ DEMO_MAX_EXCERPT_SECONDS = 15.0
 RESULTS_DIR = REPO_ROOT / "results" if IN_CHECKOUT else Path.cwd() / "results"
 #: The committed reference run (``pggan train --preset reference`` on the demo corpus).
 REFERENCE_RUN_DIR = RESULTS_DIR / "reference"
-#: The reference run before this one (skip outputs, He-initialised heads, time
-#: weighted toward the coarse scales), kept to compare against (``SUMMARY.md``'s
-#: before/after table).
-PREVIOUS_REFERENCE_RUN_DIR = RESULTS_DIR / "reference_skips"
-#: The first reference run, with PGGAN's output head (chapter 5's output-head decision).
-PGGAN_HEAD_REFERENCE_RUN_DIR = RESULTS_DIR / "reference_pggan_head"
+#: The reference run before skip outputs (PGGAN's output head; same preset
+#: otherwise), kept to compare against (``SUMMARY.md``'s before/after table).
+PREVIOUS_REFERENCE_RUN_DIR = RESULTS_DIR / "reference_pggan_head"
 #: Fields every run folder's ``config.json`` has (a reader names a missing one).
 RUN_CONFIG_FIELDS = ("preset", "model_spec", "loss", "activation", "dataset", "schedule")
 
@@ -268,26 +265,22 @@ PRESETS = {
         fade_steps=(0, 15, 15, 15, 15, 15, 15),
         ema_decay=0.99, checkpoint_every=100, log_every=10, num_samples=4,
         # XLA measured slower than plain graphs for these 1-D convs on CPU.
-        jit_compile=False, data="windows", augment=DEFAULT_AUGMENT, output_skips=True,
-        silent_heads=True),
+        jit_compile=False, data="windows", augment=DEFAULT_AUGMENT, output_skips=True),
     "reference": Preset(
         name="reference",
         description="the longest useful run on 2 CPU cores: about 90 minutes",
         channels=(64, 64, 48, 32, 24, 16, 16), latent_dim=64, kernel_size=9,
         batch_sizes=(16, 16, 16, 16, 8, 8, 8),
-        # Half the time at 16 kHz, where the music is heard: the representation study's
-        # arms that spent all of it there led at that scale (chapter 5). Scales 0-5
-        # keep three quarters of the previous run's steps, about 2600 s at its speeds.
-        stable_steps=(1800, 1100, 600, 450, 375, 450, 1700),
-        fade_steps=(0, 300, 300, 300, 225, 225, 400),
+        # Time weighted toward the coarse scales, where a step costs least (0.07 s
+        # at scale 0 against 0.8 s at scale 6 in the previous run's history).
+        stable_steps=(3000, 1600, 800, 600, 500, 600, 1000),
+        fade_steps=(0, 400, 400, 400, 300, 300, 400),
         # EMA half-life 69 steps: 0.999's 693 outlasted most of these phases. Learning
         # rate 2e-3: the clearest win of results/study (measured at scale 0 only).
         learning_rate=2e-3, ema_decay=0.99, checkpoint_every=250, log_every=25, num_samples=8,
         # Skip outputs: the coarse scales, which learn fastest per CPU-second, keep
-        # shaping the finest clip (results/reference_skips against
-        # results/reference_pggan_head). Silent heads: no hum to unlearn (chapter 5).
-        jit_compile=False, data="windows", augment=DEFAULT_AUGMENT, output_skips=True,
-        silent_heads=True),
+        # shaping the finest clip (results/reference against results/reference_pggan_head).
+        jit_compile=False, data="windows", augment=DEFAULT_AUGMENT, output_skips=True),
     "colab": Preset(
         name="colab",
         description="one Colab GPU for hours (chapter 5 derives the cost from the model's "
@@ -300,8 +293,7 @@ PRESETS = {
         fade_steps=(0, 3000, 3000, 3000, 3000, 4000, 4000),
         ema_decay=0.999, checkpoint_every=1000, log_every=50, sample_every=2000,
         num_samples=8, mixed_precision="mixed_float16", jit_compile=True,
-        min_clip_samples=65_536, data="windows", augment=DEFAULT_AUGMENT, output_skips=True,
-        silent_heads=True),
+        min_clip_samples=65_536, data="windows", augment=DEFAULT_AUGMENT, output_skips=True),
 }
 
 

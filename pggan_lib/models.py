@@ -119,8 +119,8 @@ class ModelSpec:
             (StyleGAN2's skip generator) instead of PGGAN's last-scale head.
         silent_heads: The to-waveform heads start at zero, so the generator
             starts silent. With He's initialisation the skip generator starts
-            at about 24x the corpus's level, most of it below the coarsest
-            band edge (a hum the critic must first remove).
+            many times louder than the corpus, most of it below the coarsest
+            band edge: a hum the critic must first remove (chapter 5).
         architecture: ``"progressive"`` (the growing players) or ``"wavegan"``
             (:class:`WaveGANGenerator` / :class:`WaveGANCritic`: the finest
             scale only, the non-progressive peer).
