@@ -210,6 +210,14 @@ def _add_train_parser(subparsers) -> None:
     parser.add_argument("--penalty", choices=config.PENALTIES, default=None,
                         help="the critic's penalty: gp (WGAN-GP's, on interpolates) or r1 "
                              "(on real clips, towards zero). Default: the preset's (gp)")
+    parser.add_argument("--no-growing", action="store_true",
+                        help="train the finest scale alone from the first step, for as many "
+                             "steps as the preset's whole schedule (chapter 5's direct arms; "
+                             "--architecture wavegan always does)")
+    parser.add_argument("--silent-heads", action="store_true",
+                        help="start the generator's to-waveform heads at zero: it starts "
+                             "silent instead of as a loud low hum (chapter 5; best with "
+                             "--no-growing)")
     parser.add_argument("--seed", type=int, default=None,
                         help="seed of weights, latents and data order (default 0)")
     parser.add_argument("--max-minutes", type=_positive_float, default=None,
@@ -244,10 +252,12 @@ def _run_train(args: argparse.Namespace) -> int:
             raise CommandError(f"{args.out}: no checkpoint to resume from "
                                f"({args.out / 'checkpoints'} is empty or missing); start a new "
                                f"run in a new folder")
-        for flag in ("representation", "architecture", "penalty"):
-            if getattr(args, flag) is not None:
-                raise CommandError(f"--{flag} applies to new runs; a resumed run keeps "
-                                   f"its own (drop --{flag})")
+        for flag in ("representation", "architecture", "penalty", "no_growing",
+                     "silent_heads"):
+            if getattr(args, flag) not in (None, False):
+                name = flag.replace("_", "-")
+                raise CommandError(f"--{name} applies to new runs; a resumed run keeps "
+                                   f"its own (drop --{name})")
     elif args.out.exists() and any(args.out.iterdir()):
         raise CommandError(f"{args.out} already exists; use --resume to continue that run, or "
                            f"choose a new --out folder")
@@ -285,13 +295,16 @@ def _train_overrides(args: argparse.Namespace) -> dict | None:
     """The preset fields that `pggan train`'s flags change (None: none)."""
     overrides = {flag: getattr(args, flag) for flag in ("representation", "penalty")
                  if getattr(args, flag) is not None}
-    if args.architecture == "wavegan":
+    if args.silent_heads:
+        overrides["silent_heads"] = True
+    if args.architecture == "wavegan" or args.no_growing:
         from pggan_lib import data
 
         num_scales = int(data.read_manifest(args.data)["num_scales"])
         finest = config.get_preset(args.preset or "quick").finest_scale_only(num_scales)
-        overrides.update(architecture="wavegan", stable_steps=finest.stable_steps,
-                         fade_steps=finest.fade_steps)
+        overrides.update(stable_steps=finest.stable_steps, fade_steps=finest.fade_steps)
+    if args.architecture == "wavegan":
+        overrides["architecture"] = "wavegan"
     return overrides or None
 
 

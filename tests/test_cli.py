@@ -103,6 +103,26 @@ def test_train_wavegan_with_r1_spends_the_schedule_at_the_finest_scale(tone_data
     assert len(wavs) == 2 and sf.info(wavs[0]).frames == 256
 
 
+def test_train_no_growing_with_silent_heads_and_refused_on_resume(tone_dataset, tmp_path,
+                                                                   capsys):
+    from pggan_lib import config
+
+    run = tmp_path / "direct"
+    code = cli.main(["train", "--data", str(tone_dataset), "--out", str(run), "--preset", "tiny",
+                     "--no-growing", "--silent-heads", "--no-progress"])
+    assert code == 0
+    stored = json.loads((run / "config.json").read_text())
+    assert stored["preset"]["silent_heads"] and stored["model_spec"]["silent_heads"]
+    assert stored["model_spec"]["architecture"] == "progressive"
+    tiny = config.get_preset("tiny")
+    assert [(p["scale"], p["kind"]) for p in stored["schedule"]] == [(2, "stable")]
+    assert stored["schedule"][0]["steps"] == 3 * tiny.stable_steps + 2 * tiny.fade_steps
+    for flag in ("--no-growing", "--silent-heads"):
+        code, err = run_cli(capsys, "train", "--data", tone_dataset, "--out", run, "--resume",
+                            flag)
+        assert code == 2 and f"{flag} applies to new runs" in err
+
+
 def test_generate_refuses_to_overwrite_and_says_the_size(trained_run, tmp_path, capsys):
     out = tmp_path / "clips"
     code, err = run_cli(capsys, "generate", "--run", trained_run, "--n", 2, "--out", out)

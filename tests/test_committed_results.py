@@ -141,6 +141,26 @@ def test_committed_representation_study_follows_from_its_runs():
         assert rate == 16000 and clip.shape == (16384,)
 
 
+def test_committed_long_representation_study_follows_from_its_runs():
+    """results/representations_long (chapter 5): the arms its command names, two seeds
+    each, scored along the way up to the budget, and the summary recomputed from the runs."""
+    from pggan_lib import representation_study as rs
+
+    folder = config.RESULTS_DIR / "representations_long"
+    stored = json.loads((folder / rs.SUMMARY_FILE_NAME).read_text())
+    names = stored["meta"]["command"].split("--arms ")[1].split()
+    by_name = {arm.name: i for i, arm in enumerate(rs.ARMS)}
+    runs = [json.loads((folder / "runs" / f"{name}_seed{seed}.json").read_text())
+            for name in sorted(names, key=by_name.get) for seed in stored["meta"]["seeds"]]
+    assert len(stored["meta"]["seeds"]) == 2 and set(stored["arms"]) == set(names)
+    budget = stored["meta"]["budget_cpu_s"]
+    for run in runs:
+        assert run["budget_cpu_s"] == budget and run["points"][-1]["cpu_s"] >= budget
+        assert len(run["points"]) >= budget / stored["meta"]["mark_cpu_s"] - 1
+    recomputed = json.loads(json.dumps(rs.summarize_representations(runs)))
+    assert recomputed == {k: v for k, v in stored.items() if k != "meta"}
+
+
 def test_committed_classifier_corpus_study_is_complete_and_consistent():
     """results/classifiers/corpus_instruments.json (benchmarks/bench_classifier_corpus.py,
     chapter 6): every variant has every scale, accuracies in [0, 1] that agree with their
