@@ -208,10 +208,8 @@ BUDGETS = {
     # results/study/growth.json (FD at 500 Hz 27.8 +- 3.7 x floor against 37.5 +- 3.7).
     "learn": AblationBudget("learn", base_preset="reference", stable_steps=(800, 600),
                             fade_steps=(200,), probe_every=100, num_probe_clips=48,
-                            changes=(("output_skips", False), ("silent_heads", False)),
-                            score_quality=True),
-    # He's heads, as the committed grids were trained (``silent_heads`` came later).
-    "full": AblationBudget("full", changes=(("silent_heads", False),)),
+                            changes=(("output_skips", False),), score_quality=True),
+    "full": AblationBudget("full"),
     "quick": AblationBudget("quick", stable_steps=(20, 15), fade_steps=(10,), probe_every=15,
                             num_probe_clips=32),
     "tiny": AblationBudget("tiny", base_preset="tiny", stable_steps=(4, 4), fade_steps=(2,),

@@ -54,29 +54,26 @@ _DESCRIPTIONS = {
     "spectral": "log magnitude + instantaneous frequency (GANSynth), 2-D convolutions",
     "magnitude": "log magnitude only, phase by Griffin-Lim (SpecGAN), 2-D convolutions",
 }
-#: The initialisation the committed arms were measured with (He's heads), pinned so
-#: that each arm keeps its meaning whatever the presets' ``silent_heads``.
-_HE_HEADS = {"silent_heads": False}
 #: One arm per representation, the waveform pyramid first (the baseline).
 REPRESENTATION_ARMS = tuple(
     StudyArm(name, "representation", _DESCRIPTIONS[name], preset="quick",
-             overrides={"representation": name, **_HE_HEADS}) for name in REPRESENTATIONS)
+             overrides={"representation": name}) for name in REPRESENTATIONS)
 #: The waveform arm's peers (chapter 5): the same players trained at the finest
 #: scale from the first step, WaveGAN's players, a shorter growth, finest-level
 #: gains, and silent heads (grown and not).
 PEER_ARMS = (
     StudyArm("direct", NO_GROWTH, "the waveform arm's players, no growing: the finest "
-             "scale from the first step", preset="quick", overrides=dict(_HE_HEADS)),
+             "scale from the first step", preset="quick"),
     StudyArm("wavegan", NO_GROWTH, "WaveGAN's players (transposed convolutions, no "
              "growing), the quick preset's widths", preset="quick",
              overrides={"architecture": "wavegan"}),
     StudyArm("half_growth", "schedule", "the waveform arm growing on half the steps per "
              "scale: more of the budget at the finest scale", preset="quick",
              overrides={"stable_steps": (60, 45, 45, 30, 22, 22),
-                        "fade_steps": (0, 22, 22, 22, 22, 22, 22), **_HE_HEADS}),
+                        "fade_steps": (0, 22, 22, 22, 22, 22, 22)}),
     StudyArm("finest_gains", "loudness", "the waveform arm with every scale at the finest "
              "clip's level (its gain per file), not normalised per scale", preset="quick",
-             overrides={"scale_gains": "finest", **_HE_HEADS}),
+             overrides={"scale_gains": "finest"}),
     StudyArm("direct_silent", NO_GROWTH, "the direct arm with silent heads: the generator "
              "starts at zero, not as a hum", preset="quick", overrides={"silent_heads": True}),
     StudyArm("silent_heads", "initialisation", "the waveform arm with silent heads: every "

@@ -86,10 +86,8 @@ _AUGMENT = ("gain", "polarity", "shift", "cutout", "noise")
 #: The reference preset as it was before this study (fixed clips, EMA 0.999,
 #: learning rate 1e-3), pinned so that every arm keeps its meaning when the
 #: preset takes the winners.
-_OLD = {"data": "clips", "augment": (), "ema_decay": 0.999, "learning_rate": 1e-3,
-        "silent_heads": False}
-_NEW = {"data": "windows", "augment": _AUGMENT, "ema_decay": 0.99, "learning_rate": 1e-3,
-        "silent_heads": False}
+_OLD = {"data": "clips", "augment": (), "ema_decay": 0.999, "learning_rate": 1e-3}
+_NEW = {"data": "windows", "augment": _AUGMENT, "ema_decay": 0.99, "learning_rate": 1e-3}
 
 #: The levers studied at the coarsest scale, each against ``old_reference``.
 DEFAULT_ARMS = (
@@ -134,12 +132,11 @@ GROWTH_ARMS = (
              "clips, no augmentation, EMA 0.999, learning rate 1e-3), PGGAN's head",
              overrides={**_OLD, "output_skips": False}),
     StudyArm("pggan_head", "architecture", "PGGAN: the output is the newest scale's head",
-             overrides={"output_skips": False, "silent_heads": False}),
+             overrides={"output_skips": False}),
     StudyArm("skip", "architecture", "skip outputs: every scale's output upsampled and summed",
-             overrides={"output_skips": True, "silent_heads": False}),
+             overrides={"output_skips": True}),
     StudyArm("direct", NO_GROWTH, "no growing: the top scale trained alone for the grown "
-             "arms' mean CPU time (WaveGAN's way)",
-             overrides={"output_skips": True, "silent_heads": False}),
+             "arms' mean CPU time (WaveGAN's way)", overrides={"output_skips": True}),
 )
 #: The growth study's schedule, scales 0..3 (250 Hz to 2 kHz): the reference
 #: preset's shape at about a fifth of its steps.
