@@ -271,7 +271,8 @@ def summarize_representations(runs: Sequence[dict]) -> dict[str, Any]:
 
 def format_representation_table(summary: dict[str, Any],
                                 arms: Sequence[str] | None = None) -> str:
-    """The summary as text (mean ± std over seeds), at most 76 characters wide.
+    """The summary as text (mean ± std over seeds), each column as wide as its widest cell
+    (76 characters for the committed studies).
 
     Args:
         summary: :func:`summarize_representations` output (or the JSON file).
@@ -280,15 +281,20 @@ def format_representation_table(summary: dict[str, Any],
     Notebook: chapters/08_which_representation.ipynb
     """
     cell = format_mean_std
-    names = list(summary["arms"] if arms is None else arms)
-    width = max(len(name) for name in names + ["arm"]) + 1
-    header = (f"{'arm':<{width}}{'steps':>6} {'top at':>7} {'FD/floor':>11} {'IS/real':>10} "
-              f"{'NDB/K':>10} {'flat/real':>10}")
-    lines = [header, "-" * len(header)]
-    for name in names:
+    header = ["arm", "steps", "top at", "FD/floor", "IS/real", "NDB/K", "flat/real"]
+    rows = []
+    for name in summary["arms"] if arms is None else arms:
         arm = summary["arms"][name]
-        lines.append(f"{name:<{width}}{arm['steps']['mean']:>6.0f} "
-                     f"{arm['top_reached_cpu_s']['mean']:>6.0f}s "
-                     f"{cell(arm['fd_ratio'], 1):>11} {cell(arm['is_ratio'], 2):>10} "
-                     f"{cell(arm['ndb_over_k'], 2):>10} {cell(arm['flatness_ratio'], 2):>10}")
+        rows.append([name, f"{arm['steps']['mean']:.0f}",
+                     f"{arm['top_reached_cpu_s']['mean']:.0f}s", cell(arm["fd_ratio"], 1),
+                     cell(arm["is_ratio"], 2), cell(arm["ndb_over_k"], 2),
+                     cell(arm["flatness_ratio"], 2)])
+    widths = [max(len(row[j]) for row in [header] + rows) for j in range(len(header))]
+
+    def line(row):
+        return " ".join([row[0].ljust(widths[0])]
+                        + [text.rjust(w) for text, w in zip(row[1:], widths[1:])])
+
+    lines = [line(header), "-" * len(line(header))]
+    lines += [line(row) for row in rows]
     return "\n".join(lines)
