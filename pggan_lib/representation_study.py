@@ -272,7 +272,7 @@ def summarize_representations(runs: Sequence[dict]) -> dict[str, Any]:
 def format_representation_table(summary: dict[str, Any],
                                 arms: Sequence[str] | None = None) -> str:
     """The summary as text (mean ± std over seeds), each column as wide as its widest cell
-    (76 characters for the committed studies).
+    (within the book's 76 columns for the committed studies).
 
     Args:
         summary: :func:`summarize_representations` output (or the JSON file).
