@@ -140,8 +140,9 @@ def test_growth_study_scores_every_scale_and_skips_finished_runs(tone_dataset, t
                                               / scale0["real"]["frechet_distance"])
     assert [r["steps"] for r in grown] == [11, 11, 11]
     # The direct arm trains scale 2 alone until it has spent the grown arms' mean CPU time.
+    # Records keep cpu_s to 0.1 s, so the stored figure may round below the budget by 0.05.
     budget = np.mean([r["cpu_s"] for r in grown])
-    assert direct["cpu_s"] >= budget and direct["steps"] >= 1
+    assert direct["cpu_s"] >= budget - 0.05 and direct["steps"] >= 1
     assert json.loads((tmp_path / "out" / study.GROWTH_FILE_NAME).read_text())["arms"].keys() == {
         "old_recipe", "pggan_head", "skip", "direct"}
     table = study.format_growth_table(summary).splitlines()
