@@ -141,6 +141,8 @@ class Preset:
             scales keep shaping the finest clip after the network grows.
         silent_heads: The generator's to-waveform heads start at zero
             (``models.ModelSpec.silent_heads``) instead of as a loud hum.
+        head_std: The heads' initial standard deviation when not silent
+            (``models.ModelSpec.head_std``; 1 = He's).
         representation: What the GAN grows over: ``"waveform"`` (the report's
             sample-rate pyramid), ``"spectral"`` (log magnitude + instantaneous
             frequency) or ``"magnitude"`` (log magnitude, Griffin-Lim phase);
@@ -189,6 +191,7 @@ class Preset:
     augment: tuple = ()
     output_skips: bool = False
     silent_heads: bool = False
+    head_std: float = 1.0
     representation: str = "waveform"
     architecture: str = "progressive"
     scale_gains: str = "per_scale"

@@ -121,6 +121,9 @@ class ModelSpec:
             starts silent. With He's initialisation the skip generator starts
             many times louder than the corpus, most of it below the coarsest
             band edge: a hum the critic must first remove (chapter 5).
+        head_std: Standard deviation of the heads' kernels at initialisation
+            (1 = He's; 0.1 starts each head near the corpus's RMS of 0.1).
+            ``silent_heads`` overrides it with 0.
         architecture: ``"progressive"`` (the growing players) or ``"wavegan"``
             (:class:`WaveGANGenerator` / :class:`WaveGANCritic`: the finest
             scale only, the non-progressive peer).
@@ -145,6 +148,7 @@ class ModelSpec:
     fir_taps: int = 33
     output_skips: bool = False
     silent_heads: bool = False
+    head_std: float = 1.0
     architecture: str = "progressive"
 
     def __post_init__(self):
@@ -171,6 +175,8 @@ class ModelSpec:
                                  f"got {getattr(self, field)!r}")
         if self.num_classes < 0:
             raise ValueError(f"ModelSpec.num_classes must be >= 0, got {self.num_classes}")
+        if not self.head_std >= 0:
+            raise ValueError(f"ModelSpec.head_std must be >= 0, got {self.head_std}")
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"ModelSpec.architecture must be one of {ARCHITECTURES}, "
                              f"got {self.architecture!r}")
@@ -360,7 +366,7 @@ class ProgressiveGenerator(ProgressiveModel):
                 if spec.use_pixel_norm:
                     layers.append(PixelNorm(name=f"g{k}_norm{i + 1}"))
             self.blocks.append(layers)
-        head_std = 0.0 if spec.silent_heads else 1.0
+        head_std = 0.0 if spec.silent_heads else spec.head_std
         self.to_wave = [EqualizedConv1D(1, 1, gain=1.0, init_std=head_std,
                                         name=f"to_wave{k}")
                         for k in range(spec.num_scales)]

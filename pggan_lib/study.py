@@ -135,6 +135,9 @@ GROWTH_ARMS = (
              overrides={"output_skips": False}),
     StudyArm("skip", "architecture", "skip outputs: every scale's output upsampled and summed",
              overrides={"output_skips": True}),
+    StudyArm("skip_quiet", "initialisation", "skip outputs, every head starting near the "
+             "corpus's loudness (std 0.1, not He's 1)",
+             overrides={"output_skips": True, "head_std": 0.1}),
     StudyArm("direct", NO_GROWTH, "no growing: the top scale trained alone for the grown "
              "arms' mean CPU time (WaveGAN's way)", overrides={"output_skips": True}),
 )

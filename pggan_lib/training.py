@@ -246,6 +246,7 @@ def model_spec_for(preset: Preset, manifest: dict, activation=None, conditional=
         phase_shuffle=preset.phase_shuffle,
         output_skips=preset.output_skips,
         silent_heads=preset.silent_heads,
+        head_std=preset.head_std,
         critic_output_activation=critic_output,
         architecture=preset.architecture,
     )
