@@ -60,7 +60,7 @@ REPRESENTATION_ARMS = tuple(
              overrides={"representation": name}) for name in REPRESENTATIONS)
 #: The waveform arm's peers (chapter 5): the same players trained at the finest
 #: scale from the first step, WaveGAN's players, a shorter growth, finest-level
-#: gains, and silent heads (grown and not).
+#: gains, silent heads (grown and not) and quiet heads (grown).
 PEER_ARMS = (
     StudyArm("direct", NO_GROWTH, "the waveform arm's players, no growing: the finest "
              "scale from the first step", preset="quick"),
@@ -79,6 +79,9 @@ PEER_ARMS = (
     StudyArm("silent_heads", "initialisation", "the waveform arm with silent heads: every "
              "scale's to-waveform head starts at zero", preset="quick",
              overrides={"silent_heads": True}),
+    StudyArm("quiet_heads", "initialisation", "the waveform arm with every head starting "
+             "near the corpus's loudness (std 0.1, not He's 1)", preset="quick",
+             overrides={"head_std": 0.1}),
 )
 #: Every arm of ``make representations``; the first is the baseline.
 ARMS = REPRESENTATION_ARMS + PEER_ARMS
@@ -95,15 +98,15 @@ def _preset(arm: StudyArm, num_scales: int):
     """The arm's preset: its growth (an arm may give its own ``stable_steps`` and
     ``fade_steps`` for scales 0..K-2), then the finest scale with no end."""
     overrides = dict(arm.overrides)
+    base = get_preset(arm.preset).replace(checkpoint_every=ENDLESS_STEPS, log_every=50)
+    if arm.lever == NO_GROWTH:  # the finest scale from the first step
+        return base.replace(**overrides).single_scale(num_scales - 1, num_scales,
+                                                      ENDLESS_STEPS)
     stable = tuple(overrides.pop("stable_steps", GROWTH_STABLE_STEPS))[:num_scales - 1]
     stable += (stable[-1],) * (num_scales - 1 - len(stable)) + (ENDLESS_STEPS,)
     fade = tuple(overrides.pop("fade_steps", GROWTH_FADE_STEPS))
     fade = (fade + fade[-1:] * num_scales)[:num_scales]
-    preset = get_preset(arm.preset).replace(**overrides, stable_steps=stable, fade_steps=fade,
-                                            checkpoint_every=ENDLESS_STEPS, log_every=50)
-    if arm.lever == NO_GROWTH:  # the finest scale from the first step
-        return preset.single_scale(num_scales - 1, num_scales, ENDLESS_STEPS)
-    return preset
+    return base.replace(**overrides, stable_steps=stable, fade_steps=fade)
 
 
 def _score(gan, scorer: Scorer, top: int) -> tuple[dict | None, np.ndarray, float]:

@@ -168,6 +168,26 @@ def test_silent_heads_are_saved_and_old_specs_keep_he_heads(tmp_path):
     assert float(np.std(np.asarray(he.to_wave[0].weights[0]))) > 0.3
 
 
+def test_head_std_scales_the_untrained_output_and_is_checked(tmp_path):
+    z = _z()
+    outputs = {}
+    for std in (1.0, 0.1):
+        keras.utils.set_random_seed(7)  # the same draws: only the heads' std differs
+        gen = M.build_generator(M.ModelSpec(**TINY, output_skips=True, head_std=std))
+        gen.set_scale(2)
+        outputs[std] = np.asarray(gen(z))
+    # The skip output is linear in the heads' kernels: 0.1 x the kernels, 0.1 x the audio.
+    np.testing.assert_allclose(outputs[0.1], 0.1 * outputs[1.0], rtol=1e-4, atol=1e-7)
+    assert float(np.std(outputs[1.0])) > 0.1
+    gen.save(tmp_path / "g.keras")
+    restored = keras.saving.load_model(tmp_path / "g.keras", safe_mode=True)
+    assert restored.spec.head_std == 0.1 and restored.to_wave[2].init_std == 0.1
+    silent = M.build_generator(M.ModelSpec(**TINY, silent_heads=True, head_std=0.1))
+    assert all(head.init_std == 0.0 for head in silent.to_wave)  # silent wins
+    with pytest.raises(ValueError, match="ModelSpec.head_std must be >= 0, got -1"):
+        M.ModelSpec(**TINY, head_std=-1.0)
+
+
 def test_critic_fade_at_alpha_zero_is_previous_scale_on_downsampled_input(tiny):
     spec, _, critic = tiny
     x = RNG.standard_normal((4, spec.clip_samples, 1)).astype("float32")

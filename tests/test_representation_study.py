@@ -73,6 +73,7 @@ def test_peer_arms_train_the_finest_scale_from_the_first_step(study):
     for silent, twin in (("silent_heads", "waveform"), ("direct_silent", "direct")):
         assert rs._preset(arms[silent], 7) == rs._preset(arms[twin], 7).replace(
             silent_heads=True)
+    assert rs._preset(arms["quiet_heads"], 7) == full.replace(head_std=0.1)
 
 
 def test_a_rerun_skips_finished_runs(study, tone_dataset, monkeypatch):
