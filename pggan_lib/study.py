@@ -393,7 +393,7 @@ def summarize_study(runs: Sequence[dict]) -> dict[str, Any]:
 
 
 def format_mean_std(stat: dict[str, float] | None, digits: int = 2) -> str:
-    """``"mean±std"`` of a :func:`_spread` dict, ``"-"`` for None (a number longer
+    """``"mean±std"`` of a :func:`seed_spread` dict, ``"-"`` for None (a number longer
     than 8 characters in 2 significant digits, so that a runaway value keeps its
     column's width)."""
     def number(x):
