@@ -35,6 +35,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -218,6 +225,10 @@ def _add_train_parser(subparsers) -> None:
                         help="start the generator's to-waveform heads at zero: it starts "
                              "silent instead of as a loud low hum (chapter 5; best with "
                              "--no-growing)")
+    parser.add_argument("--head-std", type=_non_negative_float, default=None,
+                        help="the heads' initial standard deviation, as a fraction of He's "
+                             "(default 1; chapter 5: 0.1 won the growth study up to 2 kHz, "
+                             "not at 16 kHz)")
     parser.add_argument("--seed", type=int, default=None,
                         help="seed of weights, latents and data order (default 0)")
     parser.add_argument("--max-minutes", type=_positive_float, default=None,
@@ -253,7 +264,7 @@ def _run_train(args: argparse.Namespace) -> int:
                                f"({args.out / 'checkpoints'} is empty or missing); start a new "
                                f"run in a new folder")
         for flag in ("representation", "architecture", "penalty", "no_growing",
-                     "silent_heads"):
+                     "silent_heads", "head_std"):
             if getattr(args, flag) not in (None, False):
                 name = flag.replace("_", "-")
                 raise CommandError(f"--{name} applies to new runs; a resumed run keeps "
@@ -293,7 +304,8 @@ def _run_train(args: argparse.Namespace) -> int:
 
 def _train_overrides(args: argparse.Namespace) -> dict | None:
     """The preset fields that `pggan train`'s flags change (None: none)."""
-    overrides = {flag: getattr(args, flag) for flag in ("representation", "penalty")
+    overrides = {flag: getattr(args, flag) for flag in ("representation", "penalty",
+                                                        "head_std")
                  if getattr(args, flag) is not None}
     if args.silent_heads:
         overrides["silent_heads"] = True

@@ -117,10 +117,28 @@ def test_train_no_growing_with_silent_heads_and_refused_on_resume(tone_dataset, 
     tiny = config.get_preset("tiny")
     assert [(p["scale"], p["kind"]) for p in stored["schedule"]] == [(2, "stable")]
     assert stored["schedule"][0]["steps"] == 3 * tiny.stable_steps + 2 * tiny.fade_steps
-    for flag in ("--no-growing", "--silent-heads"):
+    for flag in ("--no-growing", "--silent-heads", "--head-std=0.1"):
         code, err = run_cli(capsys, "train", "--data", tone_dataset, "--out", run, "--resume",
                             flag)
-        assert code == 2 and f"{flag} applies to new runs" in err
+        name = flag.split("=")[0]
+        assert code == 2 and f"{name} applies to new runs" in err
+
+
+def test_train_head_std_is_stored_and_checked(tone_dataset, tmp_path, capsys):
+    run = tmp_path / "quiet"
+    code = cli.main(["train", "--data", str(tone_dataset), "--out", str(run), "--preset", "tiny",
+                     "--head-std", "0.1", "--no-progress"])
+    assert code == 0
+    stored = json.loads((run / "config.json").read_text())
+    assert stored["preset"]["head_std"] == stored["model_spec"]["head_std"] == 0.1
+    for value in ("-1", "nan"):
+        with pytest.raises(SystemExit) as stop:
+            cli.main(["train", "--data", str(tone_dataset), "--out", str(tmp_path / "bad"),
+                      "--head-std", value])
+        assert stop.value.code == 2
+        assert (f"argument --head-std: must be a finite number >= 0, got {value}"
+                in capsys.readouterr().err)
+    assert not (tmp_path / "bad").exists()
 
 
 def test_generate_refuses_to_overwrite_and_says_the_size(trained_run, tmp_path, capsys):
