@@ -70,15 +70,15 @@ ablation: install demo-data
 
 # Chapter 8: the waveform pyramid against the IF and magnitude spectrograms, and
 # chapter 5's finest-scale peers (no growing, WaveGAN, half the growth, finest-level
-# gains, silent heads grown and not), at 400 training CPU-seconds per run (9 arms x 3
-# seeds, about 3 hours on 2 cores), then the two leaders at 16 kHz for four times longer
-# (results/representations_long, about 1 hour); finished runs are skipped, so rerunning
-# after a stop continues.
+# gains, silent heads grown and not, quiet heads), at 400 training CPU-seconds per run
+# (10 arms x 3 seeds, about 3.5 hours on 2 cores), then the two leaders at 16 kHz and the
+# grown pyramid for four times longer (results/representations_long, about 1.5 hours);
+# finished runs are skipped, so rerunning after a stop continues.
 representations: install demo-data
 	$(PGGAN) study --representations --data $(DATASET) --out results/representations \
 	  --seeds 3 --budget-cpu-s 400 --first-cpu-s 50
 	$(PGGAN) study --representations --data $(DATASET) --out results/representations_long \
-	  --seeds 2 --budget-cpu-s 1600 --first-cpu-s 200 --arms direct_silent wavegan
+	  --seeds 2 --budget-cpu-s 1600 --first-cpu-s 200 --arms direct_silent wavegan waveform
 
 benchmarks: install
 	$(PY) benchmarks/bench_training.py --preset reference --steps 5 \
