@@ -43,7 +43,7 @@ from keras import ops
 
 from pggan_lib import data, files, layers, losses, models, runs, training
 from pggan_lib.profiling import machine_description
-from pggan_lib.config import get_preset
+from pggan_lib.config import studied_preset
 
 __all__ = [
     "Arm",
@@ -196,7 +196,7 @@ class AblationBudget:
         if self.learning_rate is not None:
             changes["learning_rate"] = float(self.learning_rate)
         changes.update(dict(self.changes))
-        return get_preset(self.base_preset).replace(**changes)
+        return studied_preset(self.base_preset).replace(**changes)
 
 
 #: Named budgets: ``learn`` is the committed grid (the reference preset's recipe,

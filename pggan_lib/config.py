@@ -63,9 +63,12 @@ DEMO_MAX_EXCERPT_SECONDS = 15.0
 RESULTS_DIR = REPO_ROOT / "results" if IN_CHECKOUT else Path.cwd() / "results"
 #: The committed reference run (``pggan train --preset reference`` on the demo corpus).
 REFERENCE_RUN_DIR = RESULTS_DIR / "reference"
-#: The reference run before skip outputs (PGGAN's output head; same preset
-#: otherwise), kept to compare against (``SUMMARY.md``'s before/after table).
-PREVIOUS_REFERENCE_RUN_DIR = RESULTS_DIR / "reference_pggan_head"
+#: The reference run before the growth study's winner (skip outputs, He's heads;
+#: same schedule otherwise), kept to compare against (``SUMMARY.md``'s before/after).
+PREVIOUS_REFERENCE_RUN_DIR = RESULTS_DIR / "reference_skips"
+#: The reference run before skip outputs (PGGAN's head, He's heads), the run
+#: before ``PREVIOUS_REFERENCE_RUN_DIR`` (chapter 5 compares the two).
+PGGAN_HEAD_REFERENCE_RUN_DIR = RESULTS_DIR / "reference_pggan_head"
 #: Fields every run folder's ``config.json`` has (a reader names a missing one).
 RUN_CONFIG_FIELDS = ("preset", "model_spec", "loss", "activation", "dataset", "schedule")
 
@@ -268,7 +271,8 @@ PRESETS = {
         fade_steps=(0, 15, 15, 15, 15, 15, 15),
         ema_decay=0.99, checkpoint_every=100, log_every=10, num_samples=4,
         # XLA measured slower than plain graphs for these 1-D convs on CPU.
-        jit_compile=False, data="windows", augment=DEFAULT_AUGMENT, output_skips=True),
+        jit_compile=False, data="windows", augment=DEFAULT_AUGMENT, output_skips=False,
+        head_std=0.1),
     "reference": Preset(
         name="reference",
         description="the longest useful run on 2 CPU cores: about 90 minutes",
@@ -281,9 +285,10 @@ PRESETS = {
         # EMA half-life 69 steps: 0.999's 693 outlasted most of these phases. Learning
         # rate 2e-3: the clearest win of results/study (measured at scale 0 only).
         learning_rate=2e-3, ema_decay=0.99, checkpoint_every=250, log_every=25, num_samples=8,
-        # Skip outputs: the coarse scales, which learn fastest per CPU-second, keep
-        # shaping the finest clip (results/reference against results/reference_pggan_head).
-        jit_compile=False, data="windows", augment=DEFAULT_AUGMENT, output_skips=True),
+        # PGGAN's head starting at a tenth of He's std: the growth study's best arm
+        # (pggan_quiet) at every scale it trained, every seed (results/study/growth.json).
+        jit_compile=False, data="windows", augment=DEFAULT_AUGMENT, output_skips=False,
+        head_std=0.1),
     "colab": Preset(
         name="colab",
         description="one Colab GPU for hours (chapter 5 derives the cost from the model's "
@@ -296,8 +301,25 @@ PRESETS = {
         fade_steps=(0, 3000, 3000, 3000, 3000, 4000, 4000),
         ema_decay=0.999, checkpoint_every=1000, log_every=50, sample_every=2000,
         num_samples=8, mixed_precision="mixed_float16", jit_compile=True,
-        min_clip_samples=65_536, data="windows", augment=DEFAULT_AUGMENT, output_skips=True),
+        min_clip_samples=65_536, data="windows", augment=DEFAULT_AUGMENT, output_skips=False,
+        head_std=0.1),
 }
+
+#: The presets as the committed studies measured them (skip outputs, He's heads).
+#: A study arm names its base preset (``StudyArm.preset``, ``AblationBudget.base_preset``)
+#: and is built from this copy, so the live presets can take the winners while every
+#: committed arm keeps its meaning.
+STUDIED_PRESETS = {name: preset.replace(output_skips=name != "tiny", head_std=1.0)
+                   for name, preset in PRESETS.items()}
+
+
+def studied_preset(name: str) -> Preset:
+    """The preset called ``name`` as the committed studies measured it (:data:`STUDIED_PRESETS`).
+
+    Notebook: chapters/05_training_on_gpu.ipynb
+    """
+    preset = get_preset(name)  # a Preset passes through; the same message for a bad name
+    return STUDIED_PRESETS.get(preset.name, preset) if isinstance(name, str) else preset
 
 
 def get_preset(name) -> Preset:

@@ -28,7 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from pggan_lib import ablation, audio, data, files, representations, training
-from pggan_lib.config import REPRESENTATIONS, get_preset, scale_sample_rate
+from pggan_lib.config import REPRESENTATIONS, scale_sample_rate, studied_preset
 from pggan_lib.profiling import machine_description
 from pggan_lib.study import (ENDLESS_STEPS, NO_GROWTH, Scorer, StudyArm, format_mean_std,
                              seed_spread)
@@ -98,7 +98,7 @@ def _preset(arm: StudyArm, num_scales: int):
     """The arm's preset: its growth (an arm may give its own ``stable_steps`` and
     ``fade_steps`` for scales 0..K-2), then the finest scale with no end."""
     overrides = dict(arm.overrides)
-    base = get_preset(arm.preset).replace(checkpoint_every=ENDLESS_STEPS, log_every=50)
+    base = studied_preset(arm.preset).replace(checkpoint_every=ENDLESS_STEPS, log_every=50)
     if arm.lever == NO_GROWTH:  # the finest scale from the first step
         return base.replace(**overrides).single_scale(num_scales - 1, num_scales,
                                                       ENDLESS_STEPS)

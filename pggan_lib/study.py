@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from pggan_lib import data, evaluation, files, representations, training
-from pggan_lib.config import get_preset
+from pggan_lib.config import studied_preset
 from pggan_lib.profiling import machine_description
 
 __all__ = [
@@ -138,6 +138,9 @@ GROWTH_ARMS = (
     StudyArm("skip_quiet", "initialisation", "skip outputs, every head starting near the "
              "corpus's loudness (std 0.1, not He's 1)",
              overrides={"output_skips": True, "head_std": 0.1}),
+    StudyArm("pggan_quiet", "initialisation", "PGGAN's head starting near the corpus's "
+             "loudness (std 0.1, not He's 1)",
+             overrides={"output_skips": False, "head_std": 0.1}),
     StudyArm("direct", NO_GROWTH, "no growing: the top scale trained alone for the grown "
              "arms' mean CPU time (WaveGAN's way)", overrides={"output_skips": True}),
 )
@@ -245,7 +248,7 @@ def run_study_arm(data_dir, run_dir, arm: StudyArm, seed: int, budget_cpu_s: flo
     if scale != 0:
         raise ValueError("run_study_arm trains the coarsest scale only (scale=0)")
     scorer = Scorer(data_dir, scale, n, seed)
-    preset = get_preset(arm.preset).replace(
+    preset = studied_preset(arm.preset).replace(
         **arm.overrides, stable_steps=ENDLESS_STEPS, checkpoint_every=ENDLESS_STEPS,
         log_every=50)
     points = evaluation_points(budget_cpu_s, first_cpu_s)
@@ -510,7 +513,7 @@ def run_growth_arm(data_dir, run_dir, arm: StudyArm, seed: int,
     manifest = data.read_manifest(data_dir)
     top = len(stable_steps) - 1
     pad = (0,) * (int(manifest["num_scales"]) - len(stable_steps))
-    preset = get_preset(arm.preset).replace(
+    preset = studied_preset(arm.preset).replace(
         **arm.overrides, stable_steps=tuple(stable_steps) + pad,
         fade_steps=tuple(fade_steps) + pad, checkpoint_every=ENDLESS_STEPS, log_every=50)
     if budget_cpu_s is not None:  # the top scale alone, until the budget is spent
