@@ -159,7 +159,8 @@ class AblationBudget:
 
     Attributes:
         name: Budget name.
-        base_preset: Preset whose widths and optimiser are used.
+        base_preset: Preset whose widths and optimiser are used, as the
+            committed grid measured it (``config.studied_preset``).
         stable_steps: Stable-phase steps of scales 0, 1, 2, ... (as many as trained).
         fade_steps: Fade-in steps of scales 1, 2, ... (scale 0 has none).
         probe_every: Steps between checkpoints that are probed.

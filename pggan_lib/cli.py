@@ -227,8 +227,8 @@ def _add_train_parser(subparsers) -> None:
                              "--no-growing)")
     parser.add_argument("--head-std", type=_non_negative_float, default=None,
                         help="the heads' initial standard deviation, as a fraction of He's "
-                             "(default 1; chapter 5: 0.1 won the growth study up to 2 kHz, "
-                             "not at 16 kHz)")
+                             "(default: the preset's, 0.1 in quick, reference and colab; "
+                             "chapter 5: 0.1 with PGGAN's head won the growth study)")
     parser.add_argument("--seed", type=int, default=None,
                         help="seed of weights, latents and data order (default 0)")
     parser.add_argument("--max-minutes", type=_positive_float, default=None,

@@ -67,7 +67,8 @@ class StudyArm:
         name: Short unique name (file names, tables).
         lever: The question the arm answers (``"data"``, ``"ema"``, ...).
         description: One line for tables and figures.
-        preset: Base preset name.
+        preset: Base preset name, as the committed studies measured it
+            (``config.studied_preset``: skip outputs, He's heads).
         overrides: :class:`config.Preset` fields changed from the base.
     """
 
