@@ -42,6 +42,15 @@ def test_reference_run_is_complete_with_metrics_and_provenance():
         assert rate == config.scale_sample_rate(scale, run.num_scales, 16000)
 
 
+def test_reference_run_is_todays_reference_preset():
+    """The committed run is the preset a reader gets from `make reference` today."""
+    import dataclasses
+
+    run = reference.load_reference_run()
+    today = json.loads(json.dumps(dataclasses.asdict(config.get_preset("reference"))))
+    assert run.config["preset"] == today
+
+
 def test_committed_generator_reproduces_the_committed_final_clips():
     """generator.keras + the run's fixed latents give back the clips training wrote."""
     run = reference.load_reference_run()
