@@ -275,7 +275,7 @@ PRESETS = {
         head_std=0.1),
     "reference": Preset(
         name="reference",
-        description="the longest useful run on 2 CPU cores: about 90 minutes",
+        description="the longest useful run on 2 CPU cores: about an hour",
         channels=(64, 64, 48, 32, 24, 16, 16), latent_dim=64, kernel_size=9,
         batch_sizes=(16, 16, 16, 16, 8, 8, 8),
         # Time weighted toward the coarse scales, where a step costs least (0.07 s

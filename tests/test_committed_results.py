@@ -48,7 +48,8 @@ def test_reference_run_is_todays_reference_preset():
 
     run = reference.load_reference_run()
     today = json.loads(json.dumps(dataclasses.asdict(config.get_preset("reference"))))
-    assert run.config["preset"] == today
+    # Every training setting; the one-line description may be reworded.
+    assert {**run.config["preset"], "description": None} == {**today, "description": None}
 
 
 def test_committed_generator_reproduces_the_committed_final_clips():
