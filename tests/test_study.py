@@ -125,9 +125,9 @@ def test_growth_study_scores_every_scale_and_skips_finished_runs(tone_dataset, t
     schedule = dict(stable_steps=(3, 2, 2), fade_steps=(0, 2, 2), n=40)
     summary = study.run_growth_study(tone_dataset, tmp_path / "out", tmp_path / "runs", arms,
                                      seeds=[0], progress=False, **schedule)
-    grown, direct = summary["runs"][:4], summary["runs"][4]
+    grown, direct = summary["runs"][:5], summary["runs"][5]
     assert [r["arm"]["name"] for r in summary["runs"]] == ["old_recipe", "pggan_head", "skip",
-                                                          "skip_quiet", "direct"]
+                                                          "skip_quiet", "pggan_quiet", "direct"]
     for run in summary["runs"]:
         assert run["top_scale"] == 2 and run["cpu_s"] > 0
         assert sorted(run["scales"]) == ["0", "1", "2"]
@@ -138,15 +138,15 @@ def test_growth_study_scores_every_scale_and_skips_finished_runs(tone_dataset, t
         scale0 = run["scales"]["0"]
         assert ratio["mean"] == pytest.approx(scale0["finest"]["frechet_distance"]
                                               / scale0["real"]["frechet_distance"])
-    assert [r["steps"] for r in grown] == [11, 11, 11, 11]
+    assert [r["steps"] for r in grown] == [11] * 5
     # The direct arm trains scale 2 alone until it has spent the grown arms' mean CPU time.
     # Records keep cpu_s to 0.1 s, so the stored figure may round below the budget by 0.05.
     budget = np.mean([r["cpu_s"] for r in grown])
     assert direct["cpu_s"] >= budget - 0.05 and direct["steps"] >= 1
     assert json.loads((tmp_path / "out" / study.GROWTH_FILE_NAME).read_text())["arms"].keys() == {
-        "old_recipe", "pggan_head", "skip", "skip_quiet", "direct"}
+        "old_recipe", "pggan_head", "skip", "skip_quiet", "pggan_quiet", "direct"}
     table = study.format_growth_table(summary).splitlines()
-    assert len(table) == 2 + 5 * 3 and max(map(len, table)) <= 76
+    assert len(table) == 2 + 6 * 3 and max(map(len, table)) <= 76
 
     def fail(*args, **kwargs):
         raise AssertionError("a finished growth run was trained again")

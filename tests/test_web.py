@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pggan_lib import web
+from pggan_lib import reference, web
 from pggan_lib.web import forms
 
 REFERENCE = Path("results/reference").resolve()
@@ -46,7 +46,9 @@ def test_info_describes_the_run(client):
     assert len(info["classes"]) == 5 and info["max_seconds"] == forms.MAX_SECONDS
     assert [s["sample_rate"] for s in info["scales"]] == [250, 500, 1000, 2000, 4000, 8000, 16000]
     assert info["clip_seconds"] == pytest.approx(1.024)
-    assert info["provenance"]["train_hours"] > 1.0 and "pggan train" in \
+    hours = reference.load_reference_run().train_hours
+    assert info["provenance"]["train_hours"] == pytest.approx(hours) and hours > 0.5
+    assert "pggan train" in \
         info["provenance"]["commands"][0]
     finest = info["metrics"][-1]
     assert finest["scale"] == 6 and finest["fd_ratio"] > 1.0 and finest["is_met"] in (True, False)
