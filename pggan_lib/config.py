@@ -63,11 +63,12 @@ DEMO_MAX_EXCERPT_SECONDS = 15.0
 RESULTS_DIR = REPO_ROOT / "results" if IN_CHECKOUT else Path.cwd() / "results"
 #: The committed reference run (``pggan train --preset reference`` on the demo corpus).
 REFERENCE_RUN_DIR = RESULTS_DIR / "reference"
-#: The reference run before the growth study's winner (skip outputs, He's heads;
-#: same schedule otherwise), kept to compare against (``SUMMARY.md``'s before/after).
-PREVIOUS_REFERENCE_RUN_DIR = RESULTS_DIR / "reference_skips"
-#: The reference run before skip outputs (PGGAN's head, He's heads), the run
-#: before ``PREVIOUS_REFERENCE_RUN_DIR`` (chapter 5 compares the two).
+#: The reference run before the noise left the augmentations (PGGAN's head, quiet
+#: heads; same schedule otherwise), kept to compare against (``SUMMARY.md``'s before/after).
+PREVIOUS_REFERENCE_RUN_DIR = RESULTS_DIR / "reference_noise"
+#: The run before that: skip outputs, He's heads.
+SKIPS_REFERENCE_RUN_DIR = RESULTS_DIR / "reference_skips"
+#: The run before skip outputs (PGGAN's head, He's heads). Chapter 5 compares all four.
 PGGAN_HEAD_REFERENCE_RUN_DIR = RESULTS_DIR / "reference_pggan_head"
 #: Fields every run folder's ``config.json`` has (a reader names a missing one).
 RUN_CONFIG_FIELDS = ("preset", "model_spec", "loss", "activation", "dataset", "schedule")
@@ -250,8 +251,12 @@ PENALTIES = ("gp", "r1")
 #: Values of ``Preset.scale_gains`` (``data.make_window_dataset(gain_scale=)``).
 SCALE_GAINS = ("per_scale", "finest")
 
-#: The augmentations the presets use (all of ``layers.AUGMENT_NAMES``).
-DEFAULT_AUGMENT = ("gain", "polarity", "shift", "cutout", "noise")
+#: The augmentations the presets use: all of ``layers.AUGMENT_NAMES`` but the
+#: noise. White noise at -40 dBFS lies 18 dB above the corpus's 4-8 kHz octave, so
+#: it hid that octave's hiss from the critic (chapter 5, "What the noise hides").
+DEFAULT_AUGMENT = ("gain", "polarity", "shift", "cutout")
+#: The augmentations of the presets the committed studies measured (with the noise).
+STUDIED_AUGMENT = ("gain", "polarity", "shift", "cutout", "noise")
 
 #: Named presets. ``tiny`` exists for tests and smoke checks (seconds). The
 #: quick, reference and colab presets train on random windows with DiffAugment:
@@ -305,11 +310,13 @@ PRESETS = {
         head_std=0.1),
 }
 
-#: The presets as the committed studies measured them (skip outputs, He's heads).
+#: The presets as the committed studies measured them (skip outputs, He's heads,
+#: noise among the augmentations).
 #: A study arm names its base preset (``StudyArm.preset``, ``AblationBudget.base_preset``)
 #: and is built from this copy, so the live presets can take the winners while every
 #: committed arm keeps its meaning.
-STUDIED_PRESETS = {name: preset.replace(output_skips=name != "tiny", head_std=1.0)
+STUDIED_PRESETS = {name: preset.replace(output_skips=name != "tiny", head_std=1.0,
+                                        augment=STUDIED_AUGMENT if preset.augment else ())
                    for name, preset in PRESETS.items()}
 
 

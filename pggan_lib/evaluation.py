@@ -57,6 +57,7 @@ __all__ = [
     "normalized_log_spectra",
     "mean_log_spectrum",
     "spectral_flatness",
+    "octave_power_db",
     "TONALITY_BAND_HZ",
     "confusion_matrix",
     "train_classifier",
@@ -307,6 +308,38 @@ def spectral_flatness(clips: np.ndarray, sample_rate: float,
     counts = loud.sum(axis=1)
     total = np.where(loud, flatness, 0.0).sum(axis=1)
     return np.where(counts > 0, total / np.maximum(counts, 1), 1.0)
+
+
+def octave_power_db(clips: np.ndarray, sample_rate: float,
+                    octaves: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    """Mean power of the clips in each of the top ``octaves`` octaves below Nyquist.
+
+    Octave ``j`` spans ``[nyquist / 2**(j+1), nyquist / 2**j)`` (the lowest
+    one reaches down to 0 Hz), so the octaves together hold all the power:
+    their powers sum to the clips' mean square (Parseval). Where a band holds
+    little of the corpus, it says how loud any added noise is by comparison.
+
+    Args:
+        clips: ``(N, samples)`` or ``(N, samples, 1)`` float audio.
+        sample_rate: Their rate in Hz.
+        octaves: How many bands, from the top.
+
+    Returns:
+        ``(edges_hz, power_db)``: ``(octaves + 1,)`` increasing band edges in Hz
+        (0 first, Nyquist last) and ``(octaves,)`` mean power in dB re full
+        scale squared, lowest band first.
+
+    Notebook: chapters/05_training_on_gpu.ipynb
+    """
+    x = _as_clips(clips, "clips").astype(np.float64)
+    power = np.abs(np.fft.rfft(x, axis=1)) ** 2 / x.shape[1] ** 2
+    power[:, 1:(x.shape[1] + 1) // 2] *= 2.0  # one-sided: count the negative frequencies
+    freqs = np.fft.rfftfreq(x.shape[1], 1.0 / sample_rate)
+    nyquist = sample_rate / 2.0
+    edges = np.concatenate([[0.0], nyquist / 2.0 ** np.arange(octaves - 1, -1, -1)])
+    index = np.clip(np.searchsorted(edges, freqs, side="right") - 1, 0, octaves - 1)
+    band_power = np.stack([power[:, index == j].sum(axis=1) for j in range(octaves)])
+    return edges, 10.0 * np.log10(band_power.mean(axis=1) + _FLOOR_POWER)
 
 
 def _as_clips(clips: np.ndarray, name: str) -> np.ndarray:

@@ -58,9 +58,13 @@ _DESCRIPTIONS = {
 REPRESENTATION_ARMS = tuple(
     StudyArm(name, "representation", _DESCRIPTIONS[name], preset="quick",
              overrides={"representation": name}) for name in REPRESENTATIONS)
+#: PGGAN's head with quiet heads (``study.GROWTH_ARMS``' pggan_quiet), pinned here
+#: so that the arms keep their meaning when the presets change.
+_PGGAN_QUIET = {"output_skips": False, "head_std": 0.1}
 #: The waveform arm's peers (chapter 5): the same players trained at the finest
 #: scale from the first step, WaveGAN's players, a shorter growth, finest-level
-#: gains, silent heads (grown and not) and quiet heads (grown).
+#: gains, silent heads (grown and not), quiet heads (grown; with skip outputs and
+#: with PGGAN's head) and PGGAN's head without the noise augmentation.
 PEER_ARMS = (
     StudyArm("direct", NO_GROWTH, "the waveform arm's players, no growing: the finest "
              "scale from the first step", preset="quick"),
@@ -82,6 +86,12 @@ PEER_ARMS = (
     StudyArm("quiet_heads", "initialisation", "the waveform arm with every head starting "
              "near the corpus's loudness (std 0.1, not He's 1)", preset="quick",
              overrides={"head_std": 0.1}),
+    StudyArm("pggan_quiet", "initialisation", "the quiet_heads arm with PGGAN's head (no "
+             "skip outputs): the growth study's winner", preset="quick",
+             overrides=dict(_PGGAN_QUIET)),
+    StudyArm("pggan_no_noise", "augmentation", "the pggan_quiet arm without the noise "
+             "augmentation (it lies above the corpus's top octave)", preset="quick",
+             overrides={**_PGGAN_QUIET, "augment": ("gain", "polarity", "shift", "cutout")}),
 )
 #: Every arm of ``make representations``; the first is the baseline.
 ARMS = REPRESENTATION_ARMS + PEER_ARMS

@@ -1,5 +1,6 @@
 """Tests of random-window training data (data.make_window_dataset), differentiable
-augmentation (layers.augment_audio) and the tonality measure (evaluation.spectral_flatness)."""
+augmentation (layers.augment_audio), the tonality measure (evaluation.spectral_flatness) and
+octave powers (evaluation.octave_power_db)."""
 
 import json
 import os
@@ -188,6 +189,24 @@ def test_spectral_flatness_tells_notes_from_noise():
     assert silent[0] == 1.0  # no loud frame: no notes
     with pytest.raises(evaluation.EvaluationError, match="FFT bin"):
         evaluation.spectral_flatness(noise, 100.0)
+
+
+def test_octave_power_puts_a_tone_in_its_octave_and_white_noise_in_proportion():
+    rate, samples = 16000, 16384
+    t = np.arange(samples) / rate
+    tone = 0.5 * np.sin(2 * np.pi * 3000.0 * t)  # in the 2-4 kHz octave, power 0.125
+    edges, tone_db = evaluation.octave_power_db(tone[None], rate)
+    assert edges.tolist() == [0.0, 125.0, 250.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0]
+    assert tone_db[5] == pytest.approx(10 * np.log10(0.125), abs=0.01)
+    assert np.all(np.delete(tone_db, 5) < tone_db[5] - 60)
+    # White noise of std s: power s**2 spread evenly up to Nyquist, so the top octave
+    # holds half of it, the next a quarter, ...; together s**2 (Parseval).
+    noise = 0.01 * np.random.default_rng(0).standard_normal((32, samples))
+    _, noise_db = evaluation.octave_power_db(noise[..., None], rate)
+    share = np.diff(edges) / edges[-1]
+    np.testing.assert_allclose(noise_db, 10 * np.log10(1e-4 * share), atol=0.3)
+    assert 10 * np.log10(np.sum(10 ** (noise_db / 10))) == pytest.approx(
+        10 * np.log10(np.mean(noise ** 2)), abs=1e-3)
 
 
 def test_augmentation_keeps_a_mixed_precision_dtype():

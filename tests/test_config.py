@@ -48,14 +48,17 @@ def test_chapter_train_overrides_follow_quick_mode(quick):
 
 def test_committed_studies_keep_the_presets_they_measured():
     """The live presets took the growth study's winner (PGGAN's head, heads at 0.1 of
-    He's std); every committed arm still builds on skip outputs and He's heads."""
-    from pggan_lib import ablation, representation_study as rs
+    He's std) and dropped the noise augmentation; every committed arm still builds on
+    skip outputs, He's heads and all five augmentations."""
+    from pggan_lib import ablation, layers, representation_study as rs
 
     for name in ("quick", "reference", "colab"):
         live, studied = config.get_preset(name), config.studied_preset(name)
         assert (live.output_skips, live.head_std) == (False, 0.1)
         assert (studied.output_skips, studied.head_std) == (True, 1.0)
-        assert studied.replace(output_skips=False, head_std=0.1) == live
+        assert "noise" not in live.augment and studied.augment == layers.AUGMENT_NAMES
+        assert studied.replace(output_skips=False, head_std=0.1,
+                               augment=config.DEFAULT_AUGMENT) == live
     assert config.studied_preset("tiny") == config.get_preset("tiny")
     waveform = next(arm for arm in rs.ARMS if arm.name == "waveform")
     assert rs._preset(waveform, 7).output_skips and rs._preset(waveform, 7).head_std == 1.0

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from pggan_lib import config
 from pggan_lib import representation_study as rs
 
 # The tiny preset on random windows, as the quick preset trains (finest_gains needs them).
@@ -74,6 +75,14 @@ def test_peer_arms_train_the_finest_scale_from_the_first_step(study):
         assert rs._preset(arms[silent], 7) == rs._preset(arms[twin], 7).replace(
             silent_heads=True)
     assert rs._preset(arms["quiet_heads"], 7) == full.replace(head_std=0.1)
+    quiet = full.replace(head_std=0.1, output_skips=False)
+    assert rs._preset(arms["pggan_quiet"], 7) == quiet
+    # Without the noise, the arm trains today's quick preset on the growth of the others.
+    clean = rs._preset(arms["pggan_no_noise"], 7)
+    assert clean == quiet.replace(augment=("gain", "polarity", "shift", "cutout"))
+    assert clean == config.get_preset("quick").replace(
+        stable_steps=full.stable_steps, fade_steps=full.fade_steps,
+        checkpoint_every=full.checkpoint_every, log_every=full.log_every)
 
 
 def test_a_rerun_skips_finished_runs(study, tone_dataset, monkeypatch):
