@@ -229,6 +229,10 @@ def _add_train_parser(subparsers) -> None:
                         help="the heads' initial standard deviation, as a fraction of He's "
                              "(default: the preset's, 0.1 in quick, reference and colab; "
                              "chapter 5: 0.1 with PGGAN's head won the growth study)")
+    parser.add_argument("--critic-emphasis", type=_fraction, default=None,
+                        help="coefficient a of a pre-emphasis filter x[t] - a x[t-1] in front "
+                             "of the critic, which lifts each scale's top octave (default: the "
+                             "preset's, 0 = none; chapter 5)")
     parser.add_argument("--seed", type=int, default=None,
                         help="seed of weights, latents and data order (default 0)")
     parser.add_argument("--max-minutes", type=_positive_float, default=None,
@@ -264,7 +268,7 @@ def _run_train(args: argparse.Namespace) -> int:
                                f"({args.out / 'checkpoints'} is empty or missing); start a new "
                                f"run in a new folder")
         for flag in ("representation", "architecture", "penalty", "no_growing",
-                     "silent_heads", "head_std"):
+                     "silent_heads", "head_std", "critic_emphasis"):
             if getattr(args, flag) not in (None, False):
                 name = flag.replace("_", "-")
                 raise CommandError(f"--{name} applies to new runs; a resumed run keeps "
@@ -305,7 +309,7 @@ def _run_train(args: argparse.Namespace) -> int:
 def _train_overrides(args: argparse.Namespace) -> dict | None:
     """The preset fields that `pggan train`'s flags change (None: none)."""
     overrides = {flag: getattr(args, flag) for flag in ("representation", "penalty",
-                                                        "head_std")
+                                                        "head_std", "critic_emphasis")
                  if getattr(args, flag) is not None}
     if args.silent_heads:
         overrides["silent_heads"] = True

@@ -118,7 +118,7 @@ class Preset:
             scale 0 has no fade-in).
         n_critic: Critic updates per generator update.
         learning_rate, beta_1, beta_2: Adam settings of both players (PGGAN:
-            0.001, 0.0, 0.99).
+            0.001, 0.0, 0.99); ``learning_rate`` may be per scale.
         gp_weight: Weight of the critic's penalty: lambda of WGAN-GP, gamma of R1.
         penalty: ``"gp"`` (WGAN-GP's, on real/fake interpolates, towards norm 1)
             or ``"r1"`` (on real clips, towards 0; ``losses.r1_penalty``).
@@ -147,6 +147,13 @@ class Preset:
             (``models.ModelSpec.silent_heads``) instead of as a loud hum.
         head_std: The heads' initial standard deviation when not silent
             (``models.ModelSpec.head_std``; 1 = He's).
+        use_pixel_norm: PGGAN's pixel norm on z and after every generator
+            convolution (``models.ModelSpec.use_pixel_norm``). At audio rate it
+            rescales every sample, which spreads power into the top octave
+            (chapter 5, "Where the hiss is made").
+        critic_emphasis: Coefficient of the pre-emphasis filter in front of
+            the progressive waveform critic (``models.ModelSpec.critic_emphasis``;
+            0 = none).
         representation: What the GAN grows over: ``"waveform"`` (the report's
             sample-rate pyramid), ``"spectral"`` (log magnitude + instantaneous
             frequency) or ``"magnitude"`` (log magnitude, Griffin-Lim phase);
@@ -173,7 +180,7 @@ class Preset:
     stable_steps: object = 100
     fade_steps: object = 100
     n_critic: int = 1
-    learning_rate: float = 1e-3
+    learning_rate: object = 1e-3
     beta_1: float = 0.0
     beta_2: float = 0.99
     gp_weight: float = 10.0
@@ -196,6 +203,8 @@ class Preset:
     output_skips: bool = False
     silent_heads: bool = False
     head_std: float = 1.0
+    critic_emphasis: float = 0.0
+    use_pixel_norm: bool = True
     representation: str = "waveform"
     architecture: str = "progressive"
     scale_gains: str = "per_scale"

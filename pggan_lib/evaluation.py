@@ -58,6 +58,7 @@ __all__ = [
     "mean_log_spectrum",
     "spectral_flatness",
     "octave_power_db",
+    "band_share_db",
     "TONALITY_BAND_HZ",
     "confusion_matrix",
     "train_classifier",
@@ -340,6 +341,31 @@ def octave_power_db(clips: np.ndarray, sample_rate: float,
     index = np.clip(np.searchsorted(edges, freqs, side="right") - 1, 0, octaves - 1)
     band_power = np.stack([power[:, index == j].sum(axis=1) for j in range(octaves)])
     return edges, 10.0 * np.log10(band_power.mean(axis=1) + _FLOOR_POWER)
+
+
+def band_share_db(signals: np.ndarray, sample_rate: float, low_hz: float) -> float:
+    """Share of the signals' power at or above ``low_hz``, in dB (0 dB = all of it).
+
+    For clips or for a network's features: every channel's power counts.
+
+    Args:
+        signals: ``(N, samples)`` or ``(N, samples, channels)`` floats.
+        sample_rate: Their rate in Hz.
+        low_hz: The band's lower edge (the band runs to Nyquist).
+
+    Returns:
+        ``10 log10(power above low_hz / all power)``.
+
+    Notebook: chapters/05_training_on_gpu.ipynb
+    """
+    x = np.asarray(signals, np.float64)
+    if x.ndim not in (2, 3) or x.shape[1] < 2:
+        raise ValueError(f"signals: expected (N, samples) or (N, samples, channels), "
+                         f"got shape {x.shape}")
+    power = np.abs(np.fft.rfft(x, axis=1)) ** 2
+    power[:, 1:(x.shape[1] + 1) // 2] *= 2.0  # one-sided: count the negative frequencies
+    above = np.fft.rfftfreq(x.shape[1], 1.0 / sample_rate) >= low_hz
+    return float(10.0 * np.log10(power[:, above].sum() / power.sum() + _FLOOR_POWER))
 
 
 def _as_clips(clips: np.ndarray, name: str) -> np.ndarray:

@@ -44,8 +44,8 @@ from keras import ops
 
 from pggan_lib.config import ARCHITECTURES, DEFAULT_CLIP_SAMPLES, DEFAULT_NUM_SCALES
 from pggan_lib.layers import (ACTIVATION_NAMES, Downsample1D, EqualizedConv1D, EqualizedDense,
-                              FadeIn, MinibatchStdDev, PhaseShuffle, PixelNorm, Upsample1D,
-                              make_activation)
+                              FadeIn, MinibatchStdDev, PhaseShuffle, PixelNorm, PreEmphasis,
+                              Upsample1D, make_activation)
 
 __all__ = [
     "ModelSpec",
@@ -124,6 +124,10 @@ class ModelSpec:
         head_std: Standard deviation of the heads' kernels at initialisation
             (1 = He's; 0.1 starts each head near the corpus's RMS of 0.1).
             ``silent_heads`` overrides it with 0.
+        critic_emphasis: Coefficient of a pre-emphasis filter
+            (:class:`~pggan_lib.layers.PreEmphasis`) in front of each of the
+            progressive critic's from-waveform layers, at that scale's rate
+            (0 = none): the critic hears each scale's top octave louder.
         architecture: ``"progressive"`` (the growing players) or ``"wavegan"``
             (:class:`WaveGANGenerator` / :class:`WaveGANCritic`: the finest
             scale only, the non-progressive peer).
@@ -149,6 +153,7 @@ class ModelSpec:
     output_skips: bool = False
     silent_heads: bool = False
     head_std: float = 1.0
+    critic_emphasis: float = 0.0
     architecture: str = "progressive"
 
     def __post_init__(self):
@@ -177,6 +182,12 @@ class ModelSpec:
             raise ValueError(f"ModelSpec.num_classes must be >= 0, got {self.num_classes}")
         if not self.head_std >= 0:
             raise ValueError(f"ModelSpec.head_std must be >= 0, got {self.head_std}")
+        if not 0.0 <= self.critic_emphasis < 1.0:
+            raise ValueError(f"ModelSpec.critic_emphasis must be in [0, 1), "
+                             f"got {self.critic_emphasis}")
+        if self.critic_emphasis and self.architecture != "progressive":
+            raise ValueError("ModelSpec.critic_emphasis applies to the progressive critic "
+                             f"only, not architecture={self.architecture!r}")
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"ModelSpec.architecture must be one of {ARCHITECTURES}, "
                              f"got {self.architecture!r}")
@@ -383,12 +394,43 @@ class ProgressiveGenerator(ProgressiveModel):
     def _waveform(self, features, scale):
         return self.output_activation(self.to_wave[scale](features))
 
-    def call(self, inputs, training=None):
+    def _latent(self, inputs):
+        """``z`` (with its label embedding when conditional), pixel-normed if the spec says."""
         z, labels = _split_inputs(inputs, self.spec.conditional, "ProgressiveGenerator")
         if labels is not None:
             z = ops.concatenate(
                 [z, ops.cast(self.label_embedding(ops.reshape(labels, (-1,))), z.dtype)], axis=-1)
-        h = self.latent_norm(z) if self.latent_norm is not None else z
+        return self.latent_norm(z) if self.latent_norm is not None else z
+
+    def trace_newest_block(self, inputs) -> list:
+        """Every layer's output in the current scale's block, then its head's.
+
+        A diagnostic: where in the newest block a band's power comes from
+        (chapter 5 measures the top octave with ``evaluation.band_share_db``).
+
+        Args:
+            inputs: As :meth:`call`.
+
+        Returns:
+            ``[(layer name, array (batch, samples, channels)), ...]`` from the
+            block's first layer to ``to_wave{scale}`` (the head's output: the
+            clip, or with ``output_skips`` the detail added to the upsampled clip).
+
+        Notebook: chapters/05_training_on_gpu.ipynb
+        """
+        h = self._latent(inputs)
+        for k in range(self._scale):
+            for layer in self.blocks[k]:
+                h = layer(h)
+        trace = []
+        for layer in self.blocks[self._scale]:
+            h = layer(h)
+            trace.append((layer.name, np.asarray(h)))
+        head = self.to_wave[self._scale]
+        return trace + [(head.name, np.asarray(head(h)))]
+
+    def call(self, inputs, training=None):
+        h = self._latent(inputs)
         if self.spec.output_skips:
             return self._call_with_skips(h)
         scale = self._scale
@@ -489,6 +531,8 @@ class ProgressiveCritic(ProgressiveModel):
         self.output_activation = make_activation(spec.critic_output_activation,
                                                  spec.critic_output_alpha, layer_name="output_act")
         self.wave_downsample = Downsample1D(num_taps=spec.fir_taps, name="wave_downsample")
+        self.emphasis = (PreEmphasis(spec.critic_emphasis, name="emphasis")
+                         if spec.critic_emphasis else None)
         self._build_all_scales()
 
     def _dummy_inputs(self, scale):
@@ -496,6 +540,8 @@ class ProgressiveCritic(ProgressiveModel):
         return [x, ops.zeros((1,), dtype="int32")] if self.spec.conditional else x
 
     def _from_waveform(self, x, scale):
+        if self.emphasis is not None:
+            x = self.emphasis(x)
         for layer in self.from_wave[scale]:
             x = layer(x)
         return x

@@ -61,10 +61,14 @@ REPRESENTATION_ARMS = tuple(
 #: PGGAN's head with quiet heads (``study.GROWTH_ARMS``' pggan_quiet), pinned here
 #: so that the arms keep their meaning when the presets change.
 _PGGAN_QUIET = {"output_skips": False, "head_std": 0.1}
+#: The augmentations without the noise, pinned (``config.DEFAULT_AUGMENT`` may change).
+_NO_NOISE = ("gain", "polarity", "shift", "cutout")
 #: The waveform arm's peers (chapter 5): the same players trained at the finest
 #: scale from the first step, WaveGAN's players, a shorter growth, finest-level
 #: gains, silent heads (grown and not), quiet heads (grown; with skip outputs and
-#: with PGGAN's head) and PGGAN's head without the noise augmentation.
+#: with PGGAN's head), PGGAN's head without the noise augmentation, and that arm
+#: with a pre-emphasis filter in front of its critic, at twice the learning rate or
+#: without pixel norm.
 PEER_ARMS = (
     StudyArm("direct", NO_GROWTH, "the waveform arm's players, no growing: the finest "
              "scale from the first step", preset="quick"),
@@ -91,7 +95,18 @@ PEER_ARMS = (
              overrides=dict(_PGGAN_QUIET)),
     StudyArm("pggan_no_noise", "augmentation", "the pggan_quiet arm without the noise "
              "augmentation (it lies above the corpus's top octave)", preset="quick",
-             overrides={**_PGGAN_QUIET, "augment": ("gain", "polarity", "shift", "cutout")}),
+             overrides={**_PGGAN_QUIET, "augment": _NO_NOISE}),
+    StudyArm("pggan_emphasis", "critic", "the pggan_no_noise arm whose critic hears "
+             "x[t] - 0.95 x[t-1]: each scale's top octave lifted against its bass",
+             preset="quick", overrides={**_PGGAN_QUIET, "augment": _NO_NOISE,
+                                        "critic_emphasis": 0.95}),
+    StudyArm("pggan_lr_2e-3", "optimiser", "the pggan_no_noise arm at the reference "
+             "preset's learning rate, 2e-3 (the quick preset's is 1e-3)", preset="quick",
+             overrides={**_PGGAN_QUIET, "augment": _NO_NOISE, "learning_rate": 2e-3}),
+    StudyArm("pggan_no_pixel_norm", "normalisation", "the pggan_no_noise arm without "
+             "PGGAN's pixel norm, which rescales every sample of the generator's features",
+             preset="quick", overrides={**_PGGAN_QUIET, "augment": _NO_NOISE,
+                                        "use_pixel_norm": False}),
 )
 #: Every arm of ``make representations``; the first is the baseline.
 ARMS = REPRESENTATION_ARMS + PEER_ARMS

@@ -247,6 +247,8 @@ def model_spec_for(preset: Preset, manifest: dict, activation=None, conditional=
         output_skips=preset.output_skips,
         silent_heads=preset.silent_heads,
         head_std=preset.head_std,
+        critic_emphasis=preset.critic_emphasis,
+        use_pixel_norm=preset.use_pixel_norm,
         critic_output_activation=critic_output,
         architecture=preset.architecture,
     )
@@ -336,6 +338,11 @@ class ProgressiveGAN(keras.Model):
         self._scale_vars = types.SimpleNamespace(
             critic=list(self.critic.variables_for_scale(self.current_scale)),
             generator=list(self.generator.variables_for_scale(self.current_scale)))
+
+    def set_learning_rate(self, rate):
+        """Both players' learning rate (a variable: compiled steps read it, no retrace)."""
+        for optimizer in (self.d_optimizer, self.g_optimizer):
+            optimizer.learning_rate = float(rate)
 
     def set_alpha(self, alpha):
         """Fade-in weight of the newest block in all three networks."""
@@ -513,7 +520,9 @@ def build_gan(spec, preset: Preset, loss="wgan-gp", seed=0, strategy=None):
     Networks and optimisers are created under ``strategy.scope()`` and under
     the preset's mixed-precision policy (restored afterwards). Adam with the
     preset's ``learning_rate, beta_1, beta_2`` for both players (PGGAN:
-    0.001, 0, 0.99); wrapped in a ``LossScaleOptimizer`` for ``mixed_float16``.
+    0.001, 0, 0.99; a per-scale learning rate starts at scale 0's, and
+    :func:`run_phases` sets each phase's); wrapped in a ``LossScaleOptimizer``
+    for ``mixed_float16``.
 
     Args:
         spec: ``models.ModelSpec`` or ``spectral_models.SpectralModelSpec``.
@@ -542,8 +551,10 @@ def build_gan(spec, preset: Preset, loss="wgan-gp", seed=0, strategy=None):
                 ema_decay=preset.ema_decay,
                 conditional=spec.num_classes > 0, seed=seed, augment=preset.augment)
 
+            first_rate = preset.per_scale("learning_rate", spec.num_scales)[0]
+
             def adam():
-                optimizer = keras.optimizers.Adam(preset.learning_rate, beta_1=preset.beta_1,
+                optimizer = keras.optimizers.Adam(first_rate, beta_1=preset.beta_1,
                                                   beta_2=preset.beta_2, epsilon=1e-8)
                 if preset.mixed_precision == "mixed_float16":
                     optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -1007,6 +1018,18 @@ def _check_preset(preset: Preset, options: dict, manifest: dict, data_dir: Path)
     if preset.penalty not in PENALTIES:
         raise RunError(f"preset field penalty={preset.penalty!r}: choose one of "
                        f"{PENALTIES}")
+    if preset.critic_emphasis and (preset.representation != "waveform"
+                                   or preset.architecture != "progressive"):
+        raise RunError(f"preset field critic_emphasis={preset.critic_emphasis}: the "
+                       f"progressive waveform critic only (representation="
+                       f"{preset.representation!r}, architecture={preset.architecture!r})")
+    rates = preset.per_scale("learning_rate", int(manifest["num_scales"]))
+    if not all(math.isfinite(rate) and rate > 0 for rate in rates):
+        raise RunError(f"preset field learning_rate={preset.learning_rate}: every rate "
+                       f"must be a finite number > 0")
+    if not 0.0 <= preset.critic_emphasis < 1.0:
+        raise RunError(f"preset field critic_emphasis={preset.critic_emphasis}: must be "
+                       f"in [0, 1)")
     _check_architecture(preset, int(manifest["num_scales"]))
     if options["conditional"] and len(manifest["class_names"]) < 2:
         raise RunError(f"{data_dir}: conditional training needs at least 2 classes, the "
@@ -1418,6 +1441,8 @@ def run_phases(run: TrainingRun, hooks: Sequence[TrainingHook]) -> bool:
             if _stop_messages(hooks, run, None):
                 return False
             run.gan.set_scale(phase.scale)
+            run.gan.set_learning_rate(run.preset.per_scale(
+                "learning_rate", run.spec.num_scales)[phase.scale])
             key = (phase.scale, phase.batch_size)
             if key not in step_functions:
                 step_functions[key] = make_step_function(run.gan, run.strategy,

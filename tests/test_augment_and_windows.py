@@ -209,6 +209,23 @@ def test_octave_power_puts_a_tone_in_its_octave_and_white_noise_in_proportion():
         10 * np.log10(np.mean(noise ** 2)), abs=1e-3)
 
 
+def test_band_share_of_two_tones_counts_every_channel():
+    rate, samples = 16000, 4096
+    t = np.arange(samples) / rate
+    low, high = np.sin(2 * np.pi * 500.0 * t), 0.1 * np.sin(2 * np.pi * 5000.0 * t)
+    two = (low + high)[None]
+    # Powers 0.5 and 0.005: the top octave holds 0.005 / 0.505 of the clip's.
+    assert evaluation.band_share_db(two, rate, 4000.0) == pytest.approx(
+        10 * np.log10(0.005 / 0.505), abs=0.01)
+    assert evaluation.band_share_db(two, rate, 100.0) == pytest.approx(0.0, abs=1e-6)
+    # A second channel with only the high tone, 10x louder: (0.005 + 0.5) / 1.005.
+    channels = np.stack([low + high, 10 * high], axis=-1)[None]
+    assert evaluation.band_share_db(channels, rate, 4000.0) == pytest.approx(
+        10 * np.log10(0.505 / 1.005), abs=0.01)
+    with pytest.raises(ValueError, match=r"signals: expected \(N, samples\)"):
+        evaluation.band_share_db(low, rate, 4000.0)
+
+
 def test_augmentation_keeps_a_mixed_precision_dtype():
     x = tf.cast(_ramp(2, 64), tf.bfloat16)
     u = np.full((2, layers.AUGMENT_UNIFORMS), 0.3, np.float32)

@@ -141,6 +141,24 @@ def test_train_head_std_is_stored_and_checked(tone_dataset, tmp_path, capsys):
     assert not (tmp_path / "bad").exists()
 
 
+def test_train_critic_emphasis_is_stored_and_checked(tone_dataset, tmp_path, capsys):
+    run = tmp_path / "heard"
+    code = cli.main(["train", "--data", str(tone_dataset), "--out", str(run), "--preset", "tiny",
+                     "--critic-emphasis", "0.95", "--no-progress"])
+    assert code == 0
+    stored = json.loads((run / "config.json").read_text())
+    assert stored["preset"]["critic_emphasis"] == stored["model_spec"]["critic_emphasis"] == 0.95
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["train", "--data", str(tone_dataset), "--out", str(tmp_path / "bad"),
+                  "--critic-emphasis", "1"])
+    assert stop.value.code == 2
+    assert "argument --critic-emphasis: must be in [0, 1), got 1" in capsys.readouterr().err
+    code, err = run_cli(capsys, "train", "--data", tone_dataset, "--out", run, "--resume",
+                        "--critic-emphasis", "0.5")
+    assert code == 2 and "--critic-emphasis applies to new runs" in err
+    assert not (tmp_path / "bad").exists()
+
+
 def test_generate_refuses_to_overwrite_and_says_the_size(trained_run, tmp_path, capsys):
     out = tmp_path / "clips"
     code, err = run_cli(capsys, "generate", "--run", trained_run, "--n", 2, "--out", out)

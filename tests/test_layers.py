@@ -228,6 +228,41 @@ def test_phase_shuffle_stream_is_seeded_and_resumable():
     np.testing.assert_array_equal(np.asarray(second(x, training=True)), outputs[2])
 
 
+# ---------------------------------------------------------------- pre-emphasis
+
+@pytest.mark.parametrize("cycles", [1, 16, 64, 127])
+def test_pre_emphasis_gain_in_db_is_the_first_difference_response(cycles):
+    coef, samples = 0.95, 256
+    t = np.arange(samples)
+    w = 2 * np.pi * cycles / samples
+    x = np.sin(w * t).astype("float32")[None, :, None]
+    y = np.asarray(L.PreEmphasis(coef)(x))[0, 1:, 0]   # past the first sample
+    expected = np.sin(w * t[1:]) - coef * np.sin(w * (t[1:] - 1))
+    np.testing.assert_allclose(y, expected, atol=1e-5)
+    gain_db = 10 * np.log10(np.mean(y ** 2) / np.mean(x[0, 1:, 0] ** 2))
+    analytic_db = 20 * np.log10(abs(1 - coef * np.exp(-1j * w)))
+    assert gain_db == pytest.approx(analytic_db, abs=0.1)
+
+
+def test_pre_emphasis_matches_librosa_and_round_trips(tmp_path):
+    import librosa
+
+    x = RNG.standard_normal((3, 100, 1)).astype("float32")
+    layer = L.PreEmphasis(0.9)
+    y = np.asarray(layer(x))[..., 0]
+    np.testing.assert_allclose(y[:, 1:], librosa.effects.preemphasis(x[..., 0], coef=0.9)[:, 1:],
+                               atol=1e-6)
+    np.testing.assert_allclose(y[:, 0], 0.1 * x[:, 0, 0], atol=1e-7)  # x[-1] taken as x[0]
+    np.testing.assert_array_equal(np.asarray(L.PreEmphasis(0.0)(x)), x)
+    model = keras.Sequential([keras.Input((100, 1)), layer])
+    ours, loaded, restored = _roundtrip(model, x, tmp_path)
+    np.testing.assert_array_equal(ours, loaded)
+    assert restored.layers[0].coef == 0.9
+    for bad in (1.0, -0.1):
+        with pytest.raises(ValueError, match=r"coef must be in \[0, 1\)"):
+            L.PreEmphasis(bad)
+
+
 # ------------------------------------------------------------------ activations
 
 def test_report_activation_values_and_derivative():

@@ -188,6 +188,48 @@ def test_head_std_scales_the_untrained_output_and_is_checked(tmp_path):
         M.ModelSpec(**TINY, head_std=-1.0)
 
 
+def test_trace_of_the_newest_block_ends_in_the_generator_output(tiny):
+    spec, gen, _ = tiny
+    z = _z()
+    for scale in range(spec.num_scales):
+        gen.set_scale(scale)
+        trace = gen.trace_newest_block(z)
+        assert [name for name, _ in trace] == ([layer.name for layer in gen.blocks[scale]]
+                                               + [f"to_wave{scale}"])
+        assert trace[-1][1].shape == (4, spec.samples_at_scale(scale), 1)
+        np.testing.assert_allclose(trace[-1][1], np.asarray(gen(z)), atol=1e-5)
+
+
+def test_critic_emphasis_filters_each_from_waveform_input_at_its_scale(tmp_path):
+    x = RNG.standard_normal((4, TINY["clip_samples"], 1)).astype("float32")
+    keras.utils.set_random_seed(3)
+    plain = M.build_critic(M.ModelSpec(**TINY))
+    keras.utils.set_random_seed(3)  # the same weights; only the filter differs
+    heard = M.build_critic(M.ModelSpec(**TINY, critic_emphasis=0.95))
+    emphasis = L.PreEmphasis(0.95)
+    for scale in range(3):
+        low = x
+        for _ in range(2 - scale):
+            low = np.asarray(L.Downsample1D()(low))
+        plain.set_scale(scale)
+        heard.set_scale(scale)
+        np.testing.assert_allclose(np.asarray(heard(low)),
+                                   np.asarray(plain(np.asarray(emphasis(low)))), atol=1e-5)
+    # Fading in, the previous scale's path filters the downsampled clip at its own rate.
+    heard.set_scale(1)
+    expected = np.asarray(heard(np.asarray(L.Downsample1D()(x))))
+    heard.set_scale(2)
+    heard.set_alpha(0.0)
+    np.testing.assert_allclose(np.asarray(heard(x)), expected, atol=1e-5)
+    heard.set_alpha(1.0)
+    heard.save(tmp_path / "d.keras")
+    assert keras.saving.load_model(tmp_path / "d.keras").spec.critic_emphasis == 0.95
+    with pytest.raises(ValueError, match=r"critic_emphasis must be in \[0, 1\)"):
+        M.ModelSpec(**TINY, critic_emphasis=1.0)
+    with pytest.raises(ValueError, match="progressive critic only"):
+        M.ModelSpec(**TINY, critic_emphasis=0.5, architecture="wavegan")
+
+
 def test_critic_fade_at_alpha_zero_is_previous_scale_on_downsampled_input(tiny):
     spec, _, critic = tiny
     x = RNG.standard_normal((4, spec.clip_samples, 1)).astype("float32")

@@ -83,6 +83,10 @@ def test_peer_arms_train_the_finest_scale_from_the_first_step(study):
     assert clean == config.get_preset("quick").replace(
         stable_steps=full.stable_steps, fade_steps=full.fade_steps,
         checkpoint_every=full.checkpoint_every, log_every=full.log_every)
+    # The pre-emphasis arm is that arm with a filter in front of its critic.
+    assert rs._preset(arms["pggan_emphasis"], 7) == clean.replace(critic_emphasis=0.95)
+    assert rs._preset(arms["pggan_lr_2e-3"], 7) == clean.replace(learning_rate=2e-3)
+    assert rs._preset(arms["pggan_no_pixel_norm"], 7) == clean.replace(use_pixel_norm=False)
 
 
 def test_a_rerun_skips_finished_runs(study, tone_dataset, monkeypatch):

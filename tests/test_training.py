@@ -17,6 +17,7 @@ import pytest
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 from pggan_lib import audio, config, data, training  # noqa: E402
+from pggan_lib import layers as L  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -368,7 +369,10 @@ def test_bad_penalty_and_architecture_are_named(tone_dataset, tmp_path):
              ({"architecture": "wavegan", "representation": "spectral",
                "stable_steps": (0, 0, 5), "fade_steps": 0}, "representation='spectral'"),
              ({"scale_gains": "loudest"}, "scale_gains='loudest'"),
-             ({"scale_gains": "finest"}, "needs data='windows'")]
+             ({"scale_gains": "finest"}, "needs data='windows'"),
+             ({"critic_emphasis": 1.0}, r"critic_emphasis=1.0: must be in \[0, 1\)"),
+             ({"critic_emphasis": 0.9, "representation": "magnitude"},
+              "progressive waveform critic only")]
     for i, (overrides, message) in enumerate(cases):
         with pytest.raises(training.RunError, match=message):
             training.train(tone_dataset, tmp_path / str(i), preset="tiny", overrides=overrides,
@@ -425,6 +429,41 @@ def test_bad_data_mode_and_augmentation_are_named(tone_dataset, tmp_path):
     with pytest.raises(training.RunError, match="augment: unknown augmentation"):
         training.train(tone_dataset, tmp_path / "b", preset="tiny",
                        overrides={"augment": ("reverse",)}, progress=False)
+
+
+def test_preset_pixel_norm_and_critic_emphasis_reach_the_networks(tone_dataset, tmp_path):
+    training.train(tone_dataset, tmp_path / "run", preset="tiny", max_steps=2, progress=False,
+                   overrides={"use_pixel_norm": False, "critic_emphasis": 0.9})
+    stored = json.loads((tmp_path / "run" / "config.json").read_text())["model_spec"]
+    assert stored["use_pixel_norm"] is False and stored["critic_emphasis"] == 0.9
+    generator, _ = training.load_generator(tmp_path / "run")
+    assert generator.latent_norm is None
+    assert not any(isinstance(layer, L.PixelNorm) for block in generator.blocks
+                   for layer in block)
+
+
+def test_learning_rate_per_scale_is_each_phase_s_and_resumes(tone_dataset, tmp_path):
+    rates = (1e-3, 5e-4, 2.5e-4)
+    seen = {}
+
+    def record(gan, phase, step):
+        seen.setdefault(phase.scale, set()).update(
+            {float(gan.d_optimizer.learning_rate), float(gan.g_optimizer.learning_rate)})
+        return False
+
+    training.train(tone_dataset, tmp_path / "seen", preset="tiny", progress=False,
+                   overrides={"learning_rate": rates}, on_step=record)
+    assert seen == {k: {float(np.float32(rate))} for k, rate in enumerate(rates)}
+    straight = _resume_matches_straight(tone_dataset, tmp_path, {"learning_rate": rates})
+    single = training.train(tone_dataset, tmp_path / "single", preset="tiny", progress=False)
+    # Scale 0 trains at the same rate as the single-rate run; scale 1 does not.
+    first = straight["scale"].index(1)
+    np.testing.assert_allclose(straight["d_loss"][:first + 1], single["d_loss"][:first + 1],
+                               rtol=1e-5)
+    assert straight["d_loss"][first + 1:] != pytest.approx(single["d_loss"][first + 1:])
+    with pytest.raises(training.RunError, match=r"learning_rate=\(0.001, 0.0\): every rate"):
+        training.train(tone_dataset, tmp_path / "bad", preset="tiny", progress=False,
+                       overrides={"learning_rate": (1e-3, 0.0)})
 
 
 def test_on_step_stops_the_run_where_it_says(tone_dataset, tmp_path):
