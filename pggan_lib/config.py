@@ -147,10 +147,11 @@ class Preset:
             (``models.ModelSpec.silent_heads``) instead of as a loud hum.
         head_std: The heads' initial standard deviation when not silent
             (``models.ModelSpec.head_std``; 1 = He's).
-        use_pixel_norm: PGGAN's pixel norm on z and after every generator
-            convolution (``models.ModelSpec.use_pixel_norm``). At audio rate it
-            rescales every sample, which spreads power into the top octave
-            (chapter 5, "Where the hiss is made").
+        feature_pixel_norm: PGGAN's pixel norm after every convolution of the
+            waveform generator (``models.ModelSpec.feature_pixel_norm``; the
+            latent's stays). At audio rate it rescales every sample on its own,
+            which puts power into the top octave (chapter 5, "Where the hiss is
+            made").
         critic_emphasis: Coefficient of the pre-emphasis filter in front of
             the progressive waveform critic (``models.ModelSpec.critic_emphasis``;
             0 = none).
@@ -204,7 +205,7 @@ class Preset:
     silent_heads: bool = False
     head_std: float = 1.0
     critic_emphasis: float = 0.0
-    use_pixel_norm: bool = True
+    feature_pixel_norm: bool = True
     representation: str = "waveform"
     architecture: str = "progressive"
     scale_gains: str = "per_scale"

@@ -114,6 +114,10 @@ class ModelSpec:
         minibatch_group_size: Group size of the critic's minibatch stddev.
         phase_shuffle: Critic phase-shuffle radius in samples (0 = off).
         use_pixel_norm: Pixel norm on z and after every generator conv.
+        feature_pixel_norm: With ``use_pixel_norm``, also after every generator
+            convolution (False: on z only). At audio rate the norm rescales every
+            sample on its own, which puts power into each scale's top octave
+            (chapter 5, "Where the hiss is made").
         fir_taps: Taps of the anti-aliasing filter of up/downsampling.
         output_skips: Generator output as a sum of upsampled per-scale outputs
             (StyleGAN2's skip generator) instead of PGGAN's last-scale head.
@@ -149,6 +153,7 @@ class ModelSpec:
     minibatch_group_size: int = 4
     phase_shuffle: int = 2
     use_pixel_norm: bool = True
+    feature_pixel_norm: bool = True
     fir_taps: int = 33
     output_skips: bool = False
     silent_heads: bool = False
@@ -369,12 +374,12 @@ class ProgressiveGenerator(ProgressiveModel):
                 convs = [EqualizedConv1D(c[k], spec.kernel_size, name=f"g{k}_conv{i}")
                          for i in (1, 2)]
             activation = make_activation(spec.activation, alphas[k], layer_name=f"g{k}_act")
+            norm = spec.use_pixel_norm and spec.feature_pixel_norm
             if k == 0:  # the dense output is activated and normalised too (PGGAN)
-                layers += [activation] + ([PixelNorm(name="g0_norm0")] if spec.use_pixel_norm
-                                          else [])
+                layers += [activation] + ([PixelNorm(name="g0_norm0")] if norm else [])
             for i, conv in enumerate(convs):
                 layers += [conv, activation]
-                if spec.use_pixel_norm:
+                if norm:
                     layers.append(PixelNorm(name=f"g{k}_norm{i + 1}"))
             self.blocks.append(layers)
         head_std = 0.0 if spec.silent_heads else spec.head_std

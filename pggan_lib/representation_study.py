@@ -68,7 +68,7 @@ _NO_NOISE = ("gain", "polarity", "shift", "cutout")
 #: gains, silent heads (grown and not), quiet heads (grown; with skip outputs and
 #: with PGGAN's head), PGGAN's head without the noise augmentation, and that arm
 #: with a pre-emphasis filter in front of its critic, at twice the learning rate or
-#: without pixel norm.
+#: without pixel norm on the generator's features.
 PEER_ARMS = (
     StudyArm("direct", NO_GROWTH, "the waveform arm's players, no growing: the finest "
              "scale from the first step", preset="quick"),
@@ -104,9 +104,9 @@ PEER_ARMS = (
              "preset's learning rate, 2e-3 (the quick preset's is 1e-3)", preset="quick",
              overrides={**_PGGAN_QUIET, "augment": _NO_NOISE, "learning_rate": 2e-3}),
     StudyArm("pggan_no_pixel_norm", "normalisation", "the pggan_no_noise arm without "
-             "PGGAN's pixel norm, which rescales every sample of the generator's features",
-             preset="quick", overrides={**_PGGAN_QUIET, "augment": _NO_NOISE,
-                                        "use_pixel_norm": False}),
+             "pixel norm after the generator's convolutions (it rescales every sample; "
+             "the latent's stays)", preset="quick",
+             overrides={**_PGGAN_QUIET, "augment": _NO_NOISE, "feature_pixel_norm": False}),
 )
 #: Every arm of ``make representations``; the first is the baseline.
 ARMS = REPRESENTATION_ARMS + PEER_ARMS

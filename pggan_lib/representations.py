@@ -86,8 +86,7 @@ def spectral_model_spec(preset, manifest: dict, activation: str,
         n_fft=stft.n_fft, hop_length=stft.hop_length, clip_samples=clip_samples,
         latent_dim=preset.latent_dim, channels=preset.per_scale("channels", num_scales),
         kernel_size=3, activation=activation, critic_output_activation=critic_output,
-        minibatch_group_size=preset.minibatch_group_size,
-        use_pixel_norm=preset.use_pixel_norm)
+        minibatch_group_size=preset.minibatch_group_size)
 
 
 def spec_from_dict(values: dict):

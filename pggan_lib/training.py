@@ -248,7 +248,7 @@ def model_spec_for(preset: Preset, manifest: dict, activation=None, conditional=
         silent_heads=preset.silent_heads,
         head_std=preset.head_std,
         critic_emphasis=preset.critic_emphasis,
-        use_pixel_norm=preset.use_pixel_norm,
+        feature_pixel_norm=preset.feature_pixel_norm,
         critic_output_activation=critic_output,
         architecture=preset.architecture,
     )
@@ -1027,6 +1027,11 @@ def _check_preset(preset: Preset, options: dict, manifest: dict, data_dir: Path)
     if not all(math.isfinite(rate) and rate > 0 for rate in rates):
         raise RunError(f"preset field learning_rate={preset.learning_rate}: every rate "
                        f"must be a finite number > 0")
+    if not preset.feature_pixel_norm and (preset.representation != "waveform"
+                                          or preset.architecture != "progressive"):
+        raise RunError(f"preset field feature_pixel_norm=False: the progressive waveform "
+                       f"generator only (representation={preset.representation!r}, "
+                       f"architecture={preset.architecture!r})")
     if not 0.0 <= preset.critic_emphasis < 1.0:
         raise RunError(f"preset field critic_emphasis={preset.critic_emphasis}: must be "
                        f"in [0, 1)")

@@ -86,7 +86,7 @@ def test_peer_arms_train_the_finest_scale_from_the_first_step(study):
     # The pre-emphasis arm is that arm with a filter in front of its critic.
     assert rs._preset(arms["pggan_emphasis"], 7) == clean.replace(critic_emphasis=0.95)
     assert rs._preset(arms["pggan_lr_2e-3"], 7) == clean.replace(learning_rate=2e-3)
-    assert rs._preset(arms["pggan_no_pixel_norm"], 7) == clean.replace(use_pixel_norm=False)
+    assert rs._preset(arms["pggan_no_pixel_norm"], 7) == clean.replace(feature_pixel_norm=False)
 
 
 def test_a_rerun_skips_finished_runs(study, tone_dataset, monkeypatch):

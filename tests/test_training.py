@@ -433,13 +433,17 @@ def test_bad_data_mode_and_augmentation_are_named(tone_dataset, tmp_path):
 
 def test_preset_pixel_norm_and_critic_emphasis_reach_the_networks(tone_dataset, tmp_path):
     training.train(tone_dataset, tmp_path / "run", preset="tiny", max_steps=2, progress=False,
-                   overrides={"use_pixel_norm": False, "critic_emphasis": 0.9})
+                   overrides={"feature_pixel_norm": False, "critic_emphasis": 0.9})
     stored = json.loads((tmp_path / "run" / "config.json").read_text())["model_spec"]
-    assert stored["use_pixel_norm"] is False and stored["critic_emphasis"] == 0.9
+    assert stored["feature_pixel_norm"] is False and stored["critic_emphasis"] == 0.9
     generator, _ = training.load_generator(tmp_path / "run")
-    assert generator.latent_norm is None
+    assert isinstance(generator.latent_norm, L.PixelNorm)  # the latent's stays
     assert not any(isinstance(layer, L.PixelNorm) for block in generator.blocks
                    for layer in block)
+    with pytest.raises(training.RunError, match="feature_pixel_norm=False: the progressive "
+                                                "waveform generator only"):
+        training.train(tone_dataset, tmp_path / "bad", preset="tiny", progress=False,
+                       overrides={"feature_pixel_norm": False, "representation": "spectral"})
 
 
 def test_learning_rate_per_scale_is_each_phase_s_and_resumes(tone_dataset, tmp_path):
