@@ -71,8 +71,9 @@ ablation: install demo-data
 # Chapter 8: the waveform pyramid against the IF and magnitude spectrograms, and
 # chapter 5's finest-scale peers (no growing, WaveGAN, half the growth, finest-level
 # gains, silent heads grown and not, quiet heads with skip outputs and with PGGAN's head,
-# the last without the noise augmentation), at 400 training CPU-seconds per run
-# (12 arms x 3 seeds, about 4 hours on 2 cores), then the two leaders at 16 kHz and the
+# the last without the noise augmentation, and that arm with a pre-emphasised critic, at
+# twice the learning rate and without pixel norm), at 400 training CPU-seconds per run
+# (15 arms x 3 seeds, about 5 hours on 2 cores), then the two leaders at 16 kHz and the
 # grown pyramid for four times longer (results/representations_long, about 1.5 hours);
 # finished runs are skipped, so rerunning after a stop continues.
 representations: install demo-data
