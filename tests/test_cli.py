@@ -124,38 +124,26 @@ def test_train_no_growing_with_silent_heads_and_refused_on_resume(tone_dataset, 
         assert code == 2 and f"{name} applies to new runs" in err
 
 
-def test_train_head_std_is_stored_and_checked(tone_dataset, tmp_path, capsys):
-    run = tmp_path / "quiet"
+@pytest.mark.parametrize("flag, value, bad, message", [
+    ("head-std", 0.1, ("-1", "nan"), "must be a finite number >= 0, got {}"),
+    ("critic-emphasis", 0.95, ("1",), "must be in [0, 1), got {}")])
+def test_train_model_flags_are_stored_and_checked(tone_dataset, tmp_path, capsys, flag, value,
+                                                  bad, message):
+    run, field = tmp_path / "run", flag.replace("-", "_")
     code = cli.main(["train", "--data", str(tone_dataset), "--out", str(run), "--preset", "tiny",
-                     "--head-std", "0.1", "--no-progress"])
+                     f"--{flag}", str(value), "--no-progress"])
     assert code == 0
     stored = json.loads((run / "config.json").read_text())
-    assert stored["preset"]["head_std"] == stored["model_spec"]["head_std"] == 0.1
-    for value in ("-1", "nan"):
+    assert stored["preset"][field] == stored["model_spec"][field] == value
+    for text in bad:
         with pytest.raises(SystemExit) as stop:
             cli.main(["train", "--data", str(tone_dataset), "--out", str(tmp_path / "bad"),
-                      "--head-std", value])
+                      f"--{flag}", text])
         assert stop.value.code == 2
-        assert (f"argument --head-std: must be a finite number >= 0, got {value}"
-                in capsys.readouterr().err)
-    assert not (tmp_path / "bad").exists()
-
-
-def test_train_critic_emphasis_is_stored_and_checked(tone_dataset, tmp_path, capsys):
-    run = tmp_path / "heard"
-    code = cli.main(["train", "--data", str(tone_dataset), "--out", str(run), "--preset", "tiny",
-                     "--critic-emphasis", "0.95", "--no-progress"])
-    assert code == 0
-    stored = json.loads((run / "config.json").read_text())
-    assert stored["preset"]["critic_emphasis"] == stored["model_spec"]["critic_emphasis"] == 0.95
-    with pytest.raises(SystemExit) as stop:
-        cli.main(["train", "--data", str(tone_dataset), "--out", str(tmp_path / "bad"),
-                  "--critic-emphasis", "1"])
-    assert stop.value.code == 2
-    assert "argument --critic-emphasis: must be in [0, 1), got 1" in capsys.readouterr().err
+        assert f"argument --{flag}: {message.format(text)}" in capsys.readouterr().err
     code, err = run_cli(capsys, "train", "--data", tone_dataset, "--out", run, "--resume",
-                        "--critic-emphasis", "0.5")
-    assert code == 2 and "--critic-emphasis applies to new runs" in err
+                        f"--{flag}", value)
+    assert code == 2 and f"--{flag} applies to new runs" in err
     assert not (tmp_path / "bad").exists()
 
 
