@@ -73,14 +73,16 @@ ablation: install demo-data
 # gains, silent heads grown and not, quiet heads with skip outputs and with PGGAN's head,
 # the last without the noise augmentation, and that arm with a pre-emphasised critic, at
 # twice the learning rate and without pixel norm), at 400 training CPU-seconds per run
-# (15 arms x 3 seeds, about 5 hours on 2 cores), then the two leaders at 16 kHz and the
-# grown pyramid for four times longer (results/representations_long, about 1.5 hours);
+# (15 arms x 3 seeds, about 5 hours on 2 cores), then the two leaders at 16 kHz and two
+# grown pyramids (skip outputs; the presets' players) four times longer
+# (results/representations_long, about 2 hours);
 # finished runs are skipped, so rerunning after a stop continues.
 representations: install demo-data
 	$(PGGAN) study --representations --data $(DATASET) --out results/representations \
 	  --seeds 3 --budget-cpu-s 400 --first-cpu-s 50
 	$(PGGAN) study --representations --data $(DATASET) --out results/representations_long \
-	  --seeds 2 --budget-cpu-s 1600 --first-cpu-s 200 --arms direct_silent wavegan waveform
+	  --seeds 2 --budget-cpu-s 1600 --first-cpu-s 200 \
+	  --arms direct_silent wavegan waveform pggan_no_noise
 
 benchmarks: install
 	$(PY) benchmarks/bench_training.py --preset reference --steps 5 \

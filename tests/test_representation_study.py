@@ -55,7 +55,9 @@ def test_summary_compares_each_spectrogram_arm_with_the_waveform_pyramid(study):
         assert compare["difference"] == pytest.approx(np.mean(finals) - np.mean(base))
         assert compare["n"] == [2, 2]
     lines = rs.format_representation_table(stored).splitlines()
-    assert len(lines) == 2 + len(ARMS) and max(map(len, lines)) <= 76
+    # (The committed table's width is checked in test_committed_results: a tone's
+    # flatness ratios are far wider than music's.)
+    assert len(lines) == 2 + len(ARMS)
 
 
 def test_peer_arms_train_the_finest_scale_from_the_first_step(study):
