@@ -333,14 +333,20 @@ def octave_power_db(clips: np.ndarray, sample_rate: float,
     Notebook: chapters/05_training_on_gpu.ipynb
     """
     x = _as_clips(clips, "clips").astype(np.float64)
-    power = np.abs(np.fft.rfft(x, axis=1)) ** 2 / x.shape[1] ** 2
-    power[:, 1:(x.shape[1] + 1) // 2] *= 2.0  # one-sided: count the negative frequencies
+    power = _one_sided_power(x) / x.shape[1] ** 2
     freqs = np.fft.rfftfreq(x.shape[1], 1.0 / sample_rate)
     nyquist = sample_rate / 2.0
     edges = np.concatenate([[0.0], nyquist / 2.0 ** np.arange(octaves - 1, -1, -1)])
     index = np.clip(np.searchsorted(edges, freqs, side="right") - 1, 0, octaves - 1)
     band_power = np.stack([power[:, index == j].sum(axis=1) for j in range(octaves)])
     return edges, 10.0 * np.log10(band_power.mean(axis=1) + _FLOOR_POWER)
+
+
+def _one_sided_power(x: np.ndarray) -> np.ndarray:
+    """``|rfft(x)|**2`` along axis 1, each bin between DC and Nyquist counted twice."""
+    power = np.abs(np.fft.rfft(x, axis=1)) ** 2
+    power[:, 1:(x.shape[1] + 1) // 2] *= 2.0  # one-sided: count the negative frequencies
+    return power
 
 
 def band_share_db(signals: np.ndarray, sample_rate: float, low_hz: float) -> float:
@@ -362,8 +368,7 @@ def band_share_db(signals: np.ndarray, sample_rate: float, low_hz: float) -> flo
     if x.ndim not in (2, 3) or x.shape[1] < 2:
         raise ValueError(f"signals: expected (N, samples) or (N, samples, channels), "
                          f"got shape {x.shape}")
-    power = np.abs(np.fft.rfft(x, axis=1)) ** 2
-    power[:, 1:(x.shape[1] + 1) // 2] *= 2.0  # one-sided: count the negative frequencies
+    power = _one_sided_power(x)
     above = np.fft.rfftfreq(x.shape[1], 1.0 / sample_rate) >= low_hz
     return float(10.0 * np.log10(power[:, above].sum() / power.sum() + _FLOOR_POWER))
 
