@@ -67,8 +67,9 @@ _NO_NOISE = ("gain", "polarity", "shift", "cutout")
 #: scale from the first step, WaveGAN's players, a shorter growth, finest-level
 #: gains, silent heads (grown and not), quiet heads (grown; with skip outputs and
 #: with PGGAN's head), PGGAN's head without the noise augmentation, and that arm
-#: with a pre-emphasis filter in front of its critic, at twice the learning rate or
-#: without pixel norm on the generator's features.
+#: with a pre-emphasis filter in front of its critic, at twice the learning rate,
+#: without pixel norm on the generator's features, or at a quarter of the learning
+#: rate at the finest scale (where the long runs lose ground).
 PEER_ARMS = (
     StudyArm("direct", NO_GROWTH, "the waveform arm's players, no growing: the finest "
              "scale from the first step", preset="quick"),
@@ -107,6 +108,10 @@ PEER_ARMS = (
              "pixel norm after the generator's convolutions (it rescales every sample; "
              "the latent's stays)", preset="quick",
              overrides={**_PGGAN_QUIET, "augment": _NO_NOISE, "feature_pixel_norm": False}),
+    StudyArm("pggan_fine_lr", "optimiser", "the pggan_no_noise arm at a quarter of the "
+             "learning rate, 2.5e-4, from the fade into the finest scale on",
+             preset="quick", overrides={**_PGGAN_QUIET, "augment": _NO_NOISE,
+                                        "learning_rate": (1e-3,) * 6 + (2.5e-4,)}),
 )
 #: Every arm of ``make representations``; the first is the baseline.
 ARMS = REPRESENTATION_ARMS + PEER_ARMS

@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny dataset of tones that trains and evaluates in seconds."""
 
+import os
 import shutil
 from pathlib import Path
 
@@ -76,13 +77,32 @@ def conditional_run(tone_dataset, tmp_path_factory) -> Path:
     return run
 
 
+#: Why ``exact`` tests need oneDNN off. Measured on 2 busy cores with op
+#: determinism on, one tiny run repeated 39 times in one process: 2 repeats left
+#: the first run's numbers at step 4 with oneDNN's kernels, none without them;
+#: a GAN then amplifies the last bit into a different run within a few steps.
+ONEDNN_SKIP = ("compares two runs number for number, and oneDNN's CPU kernels now and "
+               "then round differently when the cores are busy: run with "
+               "TF_ENABLE_ONEDNN_OPTS=0, as `make unit` does")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip ``exact`` tests, saying why, in a session with oneDNN's kernels on."""
+    if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0":
+        return
+    for item in items:
+        if item.get_closest_marker("exact"):
+            item.add_marker(pytest.mark.skip(reason=ONEDNN_SKIP))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def deterministic_ops():
     """Bit-for-bit TensorFlow kernels for the whole session.
 
     Resume tests compare a stopped-and-resumed run with an uninterrupted one;
     without determinism, multi-threaded reductions may sum in another order
-    when the machine is busy, and the two runs drift apart by rounding.
+    when the machine is busy, and the two runs drift apart by rounding. (Not
+    enough with oneDNN's kernels on: see :data:`ONEDNN_SKIP`.)
     """
     import tensorflow as tf
 

@@ -37,6 +37,7 @@ def _flip_bit(path):
     path.write_bytes(bytes(raw))
 
 
+@pytest.mark.exact
 @pytest.mark.parametrize("damage", [_truncate, _empty, _flip_bit], ids=["truncated", "empty",
                                                                        "bit-flipped"])
 def test_resume_skips_a_damaged_newest_checkpoint(tone_dataset, runs, tmp_path, capsys, damage):

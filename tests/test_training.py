@@ -22,22 +22,6 @@ from pggan_lib import layers as L  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module", autouse=True)
-def deterministic_ops():
-    """Exact-resume comparisons need run-to-run identical float sums.
-
-    Multi-threaded reductions may add in a different order from run to run; a
-    GAN amplifies such last-bit differences into visibly different losses
-    within a few steps, which would make "resume equals an uninterrupted run"
-    flaky for reasons that have nothing to do with resuming. TensorFlow cannot
-    switch determinism off again; this module runs last, and determinism only
-    makes later tests slower, never wrong.
-    """
-    import tensorflow as tf
-
-    tf.config.experimental.enable_op_determinism()
-
-
 @pytest.fixture(scope="module")
 def straight_run(tone_dataset, tmp_path_factory):
     """A complete tiny run (20 steps over 3 scales), uninterrupted."""
@@ -144,6 +128,7 @@ def test_train_step_measurements(loss):
 
 
 # ------------------------------------------------------- checkpoints/resume
+@pytest.mark.exact
 def test_resume_equals_uninterrupted_run(tone_dataset, straight_run, tmp_path):
     run, straight = straight_run
     assert straight["step"] == list(range(1, 21))
@@ -297,6 +282,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.exact
 def test_mirrored_strategy_matches_one_device(tone_dataset, tmp_path):
     # Logical devices must be configured before TF starts: a fresh interpreter.
     done = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, str(tone_dataset),
@@ -329,6 +315,7 @@ def _resume_matches_straight(tone_dataset, tmp_path, overrides):
     return straight
 
 
+@pytest.mark.exact
 def test_resume_with_windows_and_augmentation_equals_uninterrupted(tone_dataset, tmp_path):
     straight = _resume_matches_straight(tone_dataset, tmp_path, WINDOWS_AUG)
     plain = training.train(tone_dataset, tmp_path / "plain", preset="tiny", max_steps=3,
@@ -339,6 +326,7 @@ def test_resume_with_windows_and_augmentation_equals_uninterrupted(tone_dataset,
     assert stored["data"] == "windows" and stored["augment"] == list(WINDOWS_AUG["augment"])
 
 
+@pytest.mark.exact
 @pytest.mark.parametrize("representation", ["spectral", "magnitude"])
 def test_spectral_resume_equals_uninterrupted(tone_dataset, tmp_path, representation):
     _resume_matches_straight(tone_dataset, tmp_path,
@@ -382,6 +370,7 @@ def test_bad_penalty_and_architecture_are_named(tone_dataset, tmp_path):
 WAVEGAN = {"architecture": "wavegan", "stable_steps": (0, 0, 20), "fade_steps": 0}
 
 
+@pytest.mark.exact
 def test_wavegan_run_trains_the_finest_scale_resumes_and_generates(tone_dataset, tmp_path):
     straight = _resume_matches_straight(tone_dataset, tmp_path, {**WAVEGAN, "penalty": "r1"})
     assert all(np.isfinite(straight["gp"])) and max(straight["gp"]) > 0
@@ -446,6 +435,7 @@ def test_preset_pixel_norm_and_critic_emphasis_reach_the_networks(tone_dataset, 
                        overrides={"feature_pixel_norm": False, "representation": "spectral"})
 
 
+@pytest.mark.exact
 def test_learning_rate_per_scale_is_each_phase_s_and_resumes(tone_dataset, tmp_path):
     rates = (1e-3, 5e-4, 2.5e-4)
     seen = {}
