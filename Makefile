@@ -28,11 +28,8 @@ book: install demo-data
 
 test: install demo-data unit notebooks book-strict book-check
 
-# Tests marked `exact` compare two training runs number for number: they run in a
-# second session without oneDNN, whose kernels now and then round differently on busy cores.
 unit: install
-	$(PY) -m pytest tests/ -m "not exact"
-	TF_ENABLE_ONEDNN_OPTS=0 $(PY) -m pytest tests/ -m exact
+	$(PY) -m pytest tests/
 
 notebooks: install demo-data
 	PGGAN_QUICK=1 $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider chapters/
