@@ -13,19 +13,20 @@ from pggan_lib import training  # noqa: E402
 
 
 def _train_runs(tone_dataset, root):
-    """An uninterrupted tiny run (20 steps; its history in ``straight.json``) and one
-    stopped at step 10, in ``root``."""
+    """An uninterrupted tiny run (20 steps) and one stopped at step 10, in ``root``.
+
+    Returns:
+        ``(root, history of the uninterrupted run)``.
+    """
     straight = training.train(tone_dataset, root / "straight", preset="tiny", progress=False)
-    (root / "straight.json").write_text(json.dumps(straight))
     training.train(tone_dataset, root / "stopped", preset="tiny", max_steps=10, progress=False)
-    return root
+    return root, straight
 
 
 @pytest.fixture(scope="module")
 def runs(tone_dataset, tmp_path_factory):
-    """:func:`_train_runs` in a folder of the module, and the straight run's history."""
-    root = _train_runs(tone_dataset, tmp_path_factory.mktemp("ckpt"))
-    return root, json.loads((root / "straight.json").read_text())
+    """:func:`_train_runs` in a folder of the module."""
+    return _train_runs(tone_dataset, tmp_path_factory.mktemp("ckpt"))
 
 
 def _truncate(path):
@@ -49,8 +50,8 @@ def _flip_bit(path):
 def test_resume_skips_a_damaged_newest_checkpoint(tone_dataset, runs, tmp_path, capsys, damage,
                                                   compare_runs_retrying):
     def check(attempt):
-        root = runs[0] if attempt == 0 else _train_runs(tone_dataset, tmp_path / f"runs{attempt}")
-        straight = json.loads((root / "straight.json").read_text())
+        root, straight = (runs if attempt == 0
+                          else _train_runs(tone_dataset, tmp_path / f"runs{attempt}"))
         run = tmp_path / f"run{attempt}"
         shutil.copytree(root / "stopped", run)
         newest = run / "checkpoints" / "ckpt-00000010.npz"

@@ -145,12 +145,8 @@ def test_resume_equals_uninterrupted_run(tone_dataset, straight_run, tmp_path,
         history = training.train(tone_dataset, resumed, resume=True, progress=False)
         assert history["step"] == list(range(1, 21))  # continuous: nothing missing or doubled
         _assert_same_history(history, straight)
-        a = np.load(training.latest_checkpoint(run))
-        b = np.load(training.latest_checkpoint(resumed))
         assert training.latest_checkpoint(run).name == "ckpt-00000020.npz"
-        for key in a.files:
-            if key != "__meta__":
-                np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6, err_msg=key)
+        _assert_same_checkpoints(run, resumed)
 
     compare_runs_retrying(check)
 
@@ -160,6 +156,15 @@ def _assert_same_history(history, straight):
     for name in training.METRIC_NAMES:
         np.testing.assert_allclose(history[name], straight[name], rtol=1e-5, atol=1e-6,
                                    err_msg=name)
+
+
+def _assert_same_checkpoints(run, other):
+    """The two runs' newest checkpoints hold equal arrays (to float32 rounding)."""
+    a = np.load(training.latest_checkpoint(run))
+    b = np.load(training.latest_checkpoint(other))
+    for key in a.files:
+        if key != "__meta__":
+            np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6, err_msg=key)
 
 
 def test_run_folder_contents(straight_run):
@@ -313,7 +318,7 @@ WINDOWS_AUG = {"data": "windows", "augment": ("gain", "polarity", "shift", "cuto
 
 def _resume_matches_straight(tone_dataset, tmp_path, overrides, retrying, also=None):
     """Train ``tiny`` with ``overrides`` straight and stopped at step 10 + resumed; the
-    resumed history must equal the straight one, and ``also(straight, attempt)`` pass
+    resumed history must equal the straight one, and ``also(straight, folder)`` pass
     (a check that compares with another run). Retried as ``compare_runs_retrying``
     says. Returns the straight history and the folder of the attempt that passed."""
     def check(attempt):
@@ -348,11 +353,7 @@ def test_resume_with_windows_and_augmentation_equals_uninterrupted(tone_dataset,
 def test_spectral_resume_equals_uninterrupted(tone_dataset, tmp_path, representation,
                                              compare_runs_retrying):
     def same_checkpoints(_, folder):
-        a = np.load(training.latest_checkpoint(folder / "straight"))
-        b = np.load(training.latest_checkpoint(folder / "resumed"))
-        for key in a.files:
-            if key != "__meta__":
-                np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6, err_msg=key)
+        _assert_same_checkpoints(folder / "straight", folder / "resumed")
 
     _resume_matches_straight(tone_dataset, tmp_path,
                              {"representation": representation, "data": "windows"},
