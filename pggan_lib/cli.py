@@ -49,6 +49,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _fft_length(text: str) -> int:
+    value = int(text)
+    if value and (value < 4 or value & (value - 1)):
+        raise argparse.ArgumentTypeError(f"must be 0 or a power of 2 >= 4, got {text}")
+    return value
+
+
 def _fraction(text: str) -> float:
     value = float(text)
     if not 0.0 <= value < 1.0:
@@ -233,6 +240,9 @@ def _add_train_parser(subparsers) -> None:
                         help="coefficient a of a pre-emphasis filter x[t] - a x[t-1] in front "
                              "of the critic, which lifts each scale's top octave (default: the "
                              "preset's, 0 = none; chapter 5)")
+    parser.add_argument("--critic-spectrum", type=_fft_length, default=None,
+                        help="FFT length of a log-spectrogram branch beside the critic's "
+                             "waveform path (default: the preset's, 0 = none; chapter 5)")
     parser.add_argument("--seed", type=int, default=None,
                         help="seed of weights, latents and data order (default 0)")
     parser.add_argument("--max-minutes", type=_positive_float, default=None,
@@ -268,7 +278,7 @@ def _run_train(args: argparse.Namespace) -> int:
                                f"({args.out / 'checkpoints'} is empty or missing); start a new "
                                f"run in a new folder")
         for flag in ("representation", "architecture", "penalty", "no_growing",
-                     "silent_heads", "head_std", "critic_emphasis"):
+                     "silent_heads", "head_std", "critic_emphasis", "critic_spectrum"):
             if getattr(args, flag) not in (None, False):
                 name = flag.replace("_", "-")
                 raise CommandError(f"--{name} applies to new runs; a resumed run keeps "
@@ -309,7 +319,8 @@ def _run_train(args: argparse.Namespace) -> int:
 def _train_overrides(args: argparse.Namespace) -> dict | None:
     """The preset fields that `pggan train`'s flags change (None: none)."""
     overrides = {flag: getattr(args, flag) for flag in ("representation", "penalty",
-                                                        "head_std", "critic_emphasis")
+                                                        "head_std", "critic_emphasis",
+                                                        "critic_spectrum")
                  if getattr(args, flag) is not None}
     if args.silent_heads:
         overrides["silent_heads"] = True

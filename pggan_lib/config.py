@@ -155,6 +155,8 @@ class Preset:
         critic_emphasis: Coefficient of the pre-emphasis filter in front of
             the progressive waveform critic (``models.ModelSpec.critic_emphasis``;
             0 = none).
+        critic_spectrum: FFT length of the progressive waveform critic's
+            log-spectrogram branch (``models.ModelSpec.critic_spectrum``; 0 = none).
         representation: What the GAN grows over: ``"waveform"`` (the report's
             sample-rate pyramid), ``"spectral"`` (log magnitude + instantaneous
             frequency) or ``"magnitude"`` (log magnitude, Griffin-Lim phase);
@@ -205,6 +207,7 @@ class Preset:
     silent_heads: bool = False
     head_std: float = 1.0
     critic_emphasis: float = 0.0
+    critic_spectrum: int = 0
     feature_pixel_norm: bool = True
     representation: str = "waveform"
     architecture: str = "progressive"

@@ -44,6 +44,7 @@ __all__ = [
     "Downsample1D",
     "PhaseShuffle",
     "PreEmphasis",
+    "LogSpectrogram",
     "ReportActivation",
     "make_activation",
     "ACTIVATION_NAMES",
@@ -610,6 +611,57 @@ class PreEmphasis(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(coef=self.coef)
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class LogSpectrogram(keras.layers.Layer):
+    """Log power spectrogram ``log10(|STFT|^2 + floor)`` of a mono waveform.
+
+    Hann frames of ``fft_length`` samples, hop ``fft_length // 4``, no
+    padding. In front of a convolution over frames (bins as channels) it lets
+    a critic compare partials across the whole band at once, which a stack of
+    short waveform convolutions sees only through many layers. Differentiable
+    twice (the gradient penalty flows through it); ``floor`` keeps the log
+    and its gradients finite on silence.
+
+    Args:
+        fft_length: Frame and FFT length in samples, a power of 2 >= 4.
+        floor: Power added before the log (0.1 RMS audio peaks near 1e2 at 512).
+
+    Input shape ``(batch, samples, 1)``, ``samples >= fft_length``; output
+    ``(batch, 1 + (samples - fft_length) // hop, fft_length // 2 + 1)``.
+
+    Notebook: chapters/05_training_on_gpu.ipynb
+    """
+
+    def __init__(self, fft_length=512, floor=1e-4, **kwargs):
+        super().__init__(**kwargs)
+        fft_length = int(fft_length)
+        if fft_length < 4 or fft_length & (fft_length - 1):
+            raise ValueError(f"LogSpectrogram fft_length must be a power of 2 >= 4, "
+                             f"got {fft_length}")
+        if not float(floor) > 0:
+            raise ValueError(f"LogSpectrogram floor must be > 0, got {floor}")
+        self.fft_length, self.floor = fft_length, float(floor)
+        self.built = True
+
+    def call(self, inputs):
+        real, imag = ops.stft(ops.squeeze(inputs, -1), self.fft_length,
+                              self.fft_length // 4, self.fft_length, window="hann",
+                              center=False)
+        power = real * real + imag * imag + ops.cast(self.floor, real.dtype)
+        return ops.log(power) / ops.cast(np.log(10.0), real.dtype)
+
+    def compute_output_shape(self, input_shape):
+        batch, samples = input_shape[0], input_shape[1]
+        frames = None if samples is None else 1 + (samples - self.fft_length) // (
+            self.fft_length // 4)
+        return (batch, frames, self.fft_length // 2 + 1)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(fft_length=self.fft_length, floor=self.floor)
         return config
 
 

@@ -44,8 +44,8 @@ from keras import ops
 
 from pggan_lib.config import ARCHITECTURES, DEFAULT_CLIP_SAMPLES, DEFAULT_NUM_SCALES
 from pggan_lib.layers import (ACTIVATION_NAMES, Downsample1D, EqualizedConv1D, EqualizedDense,
-                              FadeIn, MinibatchStdDev, PhaseShuffle, PixelNorm, PreEmphasis,
-                              Upsample1D, make_activation)
+                              FadeIn, LogSpectrogram, MinibatchStdDev, PhaseShuffle, PixelNorm,
+                              PreEmphasis, Upsample1D, make_activation)
 
 __all__ = [
     "ModelSpec",
@@ -132,6 +132,11 @@ class ModelSpec:
             (:class:`~pggan_lib.layers.PreEmphasis`) in front of each of the
             progressive critic's from-waveform layers, at that scale's rate
             (0 = none): the critic hears each scale's top octave louder.
+        critic_spectrum: FFT length of a log-spectrogram branch beside the
+            progressive critic's waveform path (0 = none). At each scale a
+            :class:`~pggan_lib.layers.LogSpectrogram` (halved until it fits a
+            quarter of the clip) feeds two convolutions over frames and a mean
+            over time; its score adds to the waveform path's (chapter 5).
         architecture: ``"progressive"`` (the growing players) or ``"wavegan"``
             (:class:`WaveGANGenerator` / :class:`WaveGANCritic`: the finest
             scale only, the non-progressive peer).
@@ -159,6 +164,7 @@ class ModelSpec:
     silent_heads: bool = False
     head_std: float = 1.0
     critic_emphasis: float = 0.0
+    critic_spectrum: int = 0
     architecture: str = "progressive"
 
     def __post_init__(self):
@@ -193,6 +199,16 @@ class ModelSpec:
         if self.critic_emphasis and self.architecture != "progressive":
             raise ValueError("ModelSpec.critic_emphasis applies to the progressive critic "
                              f"only, not architecture={self.architecture!r}")
+        if self.critic_spectrum and (self.critic_spectrum < 4 or self.critic_spectrum
+                                     & (self.critic_spectrum - 1)):
+            raise ValueError(f"ModelSpec.critic_spectrum must be 0 or a power of 2 >= 4, "
+                             f"got {self.critic_spectrum}")
+        if self.critic_spectrum and self.architecture != "progressive":
+            raise ValueError("ModelSpec.critic_spectrum applies to the progressive critic "
+                             f"only, not architecture={self.architecture!r}")
+        if self.critic_spectrum and self.samples_at_scale(0) < 16:
+            raise ValueError(f"ModelSpec.critic_spectrum needs >= 16 samples at scale 0, "
+                             f"got {self.samples_at_scale(0)}")
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"ModelSpec.architecture must be one of {ARCHITECTURES}, "
                              f"got {self.architecture!r}")
@@ -538,7 +554,35 @@ class ProgressiveCritic(ProgressiveModel):
         self.wave_downsample = Downsample1D(num_taps=spec.fir_taps, name="wave_downsample")
         self.emphasis = (PreEmphasis(spec.critic_emphasis, name="emphasis")
                          if spec.critic_emphasis else None)
+        self.spectrum = ([self._spectrum_branch(k) for k in range(spec.num_scales)]
+                         if spec.critic_spectrum else None)
         self._build_all_scales()
+
+    def _spectrum_branch(self, scale):
+        """Layers of ``scale``'s log-spectrogram branch, ``(B, T, 1) -> (B, 1)``."""
+        spec = self.spec
+        fft_length = spec.critic_spectrum
+        while fft_length > spec.samples_at_scale(scale) // 4:
+            fft_length //= 2
+        width = max(spec.channels)  # the bins need more room than 16 channels
+        activation = make_activation(spec.activation, spec.activation_alphas[scale],
+                                     layer_name=f"spectrum{scale}_act")
+        return [LogSpectrogram(fft_length, name=f"spectrum{scale}_stft"),
+                EqualizedConv1D(width, 3, name=f"spectrum{scale}_conv1"), activation,
+                EqualizedConv1D(width, 3, name=f"spectrum{scale}_conv2"), activation,
+                keras.layers.GlobalAveragePooling1D(name=f"spectrum{scale}_mean"),
+                EqualizedDense(1, gain=1.0, name=f"spectrum{scale}_out")]
+
+    def _spectrum_score(self, x, scale):
+        """The spectrogram branch's score ``(B, 1)``, faded like the waveform path."""
+        def run(y, k):
+            for layer in self.spectrum[k]:
+                y = layer(y)
+            return y
+        score = run(x, scale)
+        if scale > 0:
+            score = self.fade([run(self.wave_downsample(x), scale - 1), score])
+        return score
 
     def _dummy_inputs(self, scale):
         x = ops.zeros((1, self.spec.samples_at_scale(scale), 1))
@@ -569,6 +613,8 @@ class ProgressiveCritic(ProgressiveModel):
         for layer in self.final_features:
             h = layer(h)
         score = self.final_dense(h)
+        if self.spectrum is not None:
+            score = score + self._spectrum_score(x, scale)
         if labels is not None:
             embedded = ops.cast(self.label_projection(ops.reshape(labels, (-1,))), h.dtype)
             score = score + ops.sum(embedded * h, axis=-1, keepdims=True)
@@ -581,6 +627,8 @@ class ProgressiveCritic(ProgressiveModel):
         for k in range(1, scale + 1):
             layers += self.blocks[k]
         layers += self.final_features + [self.final_dense]
+        if self.spectrum is not None:
+            layers += self.spectrum[scale] + (self.spectrum[scale - 1] if scale > 0 else [])
         if self.label_projection is not None:
             layers.append(self.label_projection)
         return layers

@@ -69,7 +69,9 @@ _NO_NOISE = ("gain", "polarity", "shift", "cutout")
 #: with PGGAN's head), PGGAN's head without the noise augmentation, and that arm
 #: with a pre-emphasis filter in front of its critic, at twice the learning rate,
 #: without pixel norm on the generator's features, or at a quarter of the learning
-#: rate at the finest scale (where the long runs lose ground).
+#: rate at the finest scale (where the long runs lose ground), with two critic
+#: updates per generator update, twice as wide at the finest scale, or with a
+#: critic that also hears a log spectrogram.
 PEER_ARMS = (
     StudyArm("direct", NO_GROWTH, "the waveform arm's players, no growing: the finest "
              "scale from the first step", preset="quick"),
@@ -112,6 +114,16 @@ PEER_ARMS = (
              "learning rate, 2.5e-4, from the fade into the finest scale on",
              preset="quick", overrides={**_PGGAN_QUIET, "augment": _NO_NOISE,
                                         "learning_rate": (1e-3,) * 6 + (2.5e-4,)}),
+    StudyArm("pggan_n_critic_2", "critic", "the pggan_no_noise arm with two critic "
+             "updates per generator update", preset="quick",
+             overrides={**_PGGAN_QUIET, "augment": _NO_NOISE, "n_critic": 2}),
+    StudyArm("pggan_wide_fine", "width", "the pggan_no_noise arm with twice the "
+             "channels (32, not 16) at the finest scale, both players", preset="quick",
+             overrides={**_PGGAN_QUIET, "augment": _NO_NOISE,
+                        "channels": (32, 32, 24, 16, 16, 16, 32)}),
+    StudyArm("pggan_spectrum", "critic", "the pggan_no_noise arm whose critic also hears "
+             "a log spectrogram (512-sample frames at 16 kHz: 31 Hz bins)", preset="quick",
+             overrides={**_PGGAN_QUIET, "augment": _NO_NOISE, "critic_spectrum": 512}),
 )
 #: Every arm of ``make representations``; the first is the baseline.
 ARMS = REPRESENTATION_ARMS + PEER_ARMS

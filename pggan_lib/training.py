@@ -248,6 +248,7 @@ def model_spec_for(preset: Preset, manifest: dict, activation=None, conditional=
         silent_heads=preset.silent_heads,
         head_std=preset.head_std,
         critic_emphasis=preset.critic_emphasis,
+        critic_spectrum=preset.critic_spectrum,
         feature_pixel_norm=preset.feature_pixel_norm,
         critic_output_activation=critic_output,
         architecture=preset.architecture,
@@ -1018,27 +1019,35 @@ def _check_preset(preset: Preset, options: dict, manifest: dict, data_dir: Path)
     if preset.penalty not in PENALTIES:
         raise RunError(f"preset field penalty={preset.penalty!r}: choose one of "
                        f"{PENALTIES}")
-    if preset.critic_emphasis and (preset.representation != "waveform"
-                                   or preset.architecture != "progressive"):
-        raise RunError(f"preset field critic_emphasis={preset.critic_emphasis}: the "
-                       f"progressive waveform critic only (representation="
-                       f"{preset.representation!r}, architecture={preset.architecture!r})")
     rates = preset.per_scale("learning_rate", int(manifest["num_scales"]))
     if not all(math.isfinite(rate) and rate > 0 for rate in rates):
         raise RunError(f"preset field learning_rate={preset.learning_rate}: every rate "
                        f"must be a finite number > 0")
-    if not preset.feature_pixel_norm and (preset.representation != "waveform"
-                                          or preset.architecture != "progressive"):
-        raise RunError(f"preset field feature_pixel_norm=False: the progressive waveform "
-                       f"generator only (representation={preset.representation!r}, "
-                       f"architecture={preset.architecture!r})")
-    if not 0.0 <= preset.critic_emphasis < 1.0:
-        raise RunError(f"preset field critic_emphasis={preset.critic_emphasis}: must be "
-                       f"in [0, 1)")
+    _check_waveform_options(preset)
     _check_architecture(preset, int(manifest["num_scales"]))
     if options["conditional"] and len(manifest["class_names"]) < 2:
         raise RunError(f"{data_dir}: conditional training needs at least 2 classes, the "
                        f"dataset has {manifest['class_names']}")
+
+
+def _check_waveform_options(preset: Preset) -> None:
+    """The fields that only the progressive waveform players have, and their ranges."""
+    changed = {"critic_emphasis": preset.critic_emphasis,
+               "critic_spectrum": preset.critic_spectrum,
+               "feature_pixel_norm": not preset.feature_pixel_norm}
+    for field, value in changed.items():
+        if value and (preset.representation != "waveform"
+                      or preset.architecture != "progressive"):
+            raise RunError(f"preset field {field}={getattr(preset, field)}: the progressive "
+                           f"waveform players only (representation="
+                           f"{preset.representation!r}, architecture={preset.architecture!r})")
+    if not 0.0 <= preset.critic_emphasis < 1.0:
+        raise RunError(f"preset field critic_emphasis={preset.critic_emphasis}: must be "
+                       f"in [0, 1)")
+    spectrum = preset.critic_spectrum
+    if spectrum and (spectrum < 4 or spectrum & (spectrum - 1)):
+        raise RunError(f"preset field critic_spectrum={spectrum}: must be 0 (none) or a "
+                       f"power of 2 >= 4 (an FFT length in samples)")
 
 
 def _check_architecture(preset: Preset, num_scales: int) -> None:

@@ -126,7 +126,8 @@ def test_train_no_growing_with_silent_heads_and_refused_on_resume(tone_dataset, 
 
 @pytest.mark.parametrize("flag, value, bad, message", [
     ("head-std", 0.1, ("-1", "nan"), "must be a finite number >= 0, got {}"),
-    ("critic-emphasis", 0.95, ("1",), "must be in [0, 1), got {}")])
+    ("critic-emphasis", 0.95, ("1",), "must be in [0, 1), got {}"),
+    ("critic-spectrum", 16, ("12", "2"), "must be 0 or a power of 2 >= 4, got {}")])
 def test_train_model_flags_are_stored_and_checked(tone_dataset, tmp_path, capsys, flag, value,
                                                   bad, message):
     run, field = tmp_path / "run", flag.replace("-", "_")

@@ -263,6 +263,31 @@ def test_pre_emphasis_matches_librosa_and_round_trips(tmp_path):
             L.PreEmphasis(bad)
 
 
+# ------------------------------------------------------------ log spectrogram
+
+def test_log_spectrogram_matches_librosa_and_finds_a_tone(tmp_path):
+    import librosa
+
+    x = RNG.standard_normal((2, 1024, 1)).astype("float32")
+    layer = L.LogSpectrogram(256)
+    ours = np.asarray(layer(x))
+    power = np.abs(librosa.stft(x[..., 0], n_fft=256, hop_length=64, center=False)) ** 2
+    np.testing.assert_allclose(ours, np.log10(power + 1e-4).transpose(0, 2, 1), atol=1e-4)
+    assert ours.shape == layer.compute_output_shape((2, 1024, 1)) == (2, 13, 129)
+    # A tone on bin 32 peaks there in every frame at |X| = A * sum(hann) / 2.
+    tone = 0.5 * np.sin(2 * np.pi * 32 / 256 * np.arange(1024)).astype("float32")
+    frames = np.asarray(layer(tone[None, :, None]))[0]
+    assert (frames.argmax(axis=1) == 32).all()
+    np.testing.assert_allclose(frames[:, 32], np.log10((0.5 * 128 / 2) ** 2), atol=1e-3)
+    model = keras.Sequential([keras.Input((1024, 1)), layer])
+    ours, loaded, restored = _roundtrip(model, x, tmp_path)
+    np.testing.assert_array_equal(ours, loaded)
+    assert restored.layers[0].fft_length == 256
+    for bad in (0, 100, 2):
+        with pytest.raises(ValueError, match="fft_length must be a power of 2 >= 4"):
+            L.LogSpectrogram(bad)
+
+
 # ------------------------------------------------------------------ activations
 
 def test_report_activation_values_and_derivative():

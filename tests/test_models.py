@@ -216,12 +216,7 @@ def test_critic_emphasis_filters_each_from_waveform_input_at_its_scale(tmp_path)
         np.testing.assert_allclose(np.asarray(heard(low)),
                                    np.asarray(plain(np.asarray(emphasis(low)))), atol=1e-5)
     # Fading in, the previous scale's path filters the downsampled clip at its own rate.
-    heard.set_scale(1)
-    expected = np.asarray(heard(np.asarray(L.Downsample1D()(x))))
-    heard.set_scale(2)
-    heard.set_alpha(0.0)
-    np.testing.assert_allclose(np.asarray(heard(x)), expected, atol=1e-5)
-    heard.set_alpha(1.0)
+    _assert_fade_at_zero_is_previous_scale(heard, x)
     heard.save(tmp_path / "d.keras")
     assert keras.saving.load_model(tmp_path / "d.keras").spec.critic_emphasis == 0.95
     with pytest.raises(ValueError, match=r"critic_emphasis must be in \[0, 1\)"):
@@ -230,15 +225,57 @@ def test_critic_emphasis_filters_each_from_waveform_input_at_its_scale(tmp_path)
         M.ModelSpec(**TINY, critic_emphasis=0.5, architecture="wavegan")
 
 
-def test_critic_fade_at_alpha_zero_is_previous_scale_on_downsampled_input(tiny):
-    spec, _, critic = tiny
-    x = RNG.standard_normal((4, spec.clip_samples, 1)).astype("float32")
-    critic.set_scale(spec.num_scales - 2)
+def test_critic_spectrum_branch_adds_a_faded_score_through_the_penalty(tmp_path):
+    from pggan_lib import losses
+
+    x = RNG.standard_normal((4, TINY["clip_samples"], 1)).astype("float32")
+    plain = M.build_critic(M.ModelSpec(**TINY), scale=2)
+    heard = M.build_critic(M.ModelSpec(**TINY, critic_spectrum=16), scale=2)
+    weights = {v.path: v for v in heard.weights}
+    for variable in plain.weights:  # the same waveform path in both
+        weights[variable.path].assign(variable)
+    assert [layer.fft_length for layer in (b[0] for b in heard.spectrum)] == [4, 8, 16]
+    assert any("spectrum1" in v.path for v in heard.variables_for_scale(2))
+    assert not np.allclose(np.asarray(heard(x)), np.asarray(plain(x)), atol=1e-4)
+    # Fading in, the previous scale's branch hears the downsampled clip.
+    _assert_fade_at_zero_is_previous_scale(heard, x)
+    # The penalty's gradient reaches the branch (double backprop through the FFT).
+    branch = [v for v in heard.trainable_weights if v.path == "spectrum2_conv1/kernel"]
+    with tf.GradientTape() as tape:
+        penalty = losses.gradient_penalty(heard, x, 0.5 * x, seed=1)
+    grad = np.asarray(tape.gradient(penalty, branch)[0])
+    assert np.isfinite(grad).all() and np.abs(grad).max() > 0
+    heard.save(tmp_path / "d.keras")
+    loaded = keras.saving.load_model(tmp_path / "d.keras")
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(heard(x)), atol=1e-6)
+    # With its output weights at zero the branch adds nothing.
+    for k in range(3):
+        for v in heard.spectrum[k][-1].weights:
+            v.assign(np.zeros(v.shape, "float32"))
+    np.testing.assert_allclose(np.asarray(heard(x)), np.asarray(plain(x)), atol=1e-6)
+    for bad, message in ((12, "power of 2 >= 4"), (2, "power of 2 >= 4")):
+        with pytest.raises(ValueError, match=message):
+            M.ModelSpec(**TINY, critic_spectrum=bad)
+    with pytest.raises(ValueError, match="progressive critic only"):
+        M.ModelSpec(**TINY, critic_spectrum=16, architecture="wavegan")
+
+
+def _assert_fade_at_zero_is_previous_scale(critic, x):
+    """At alpha 0 the finest scale's critic scores ``x`` as the scale below scores
+    ``x`` downsampled (each path at its own rate)."""
+    top = critic.spec.num_scales - 1
+    critic.set_scale(top - 1)
     expected = np.asarray(critic(L.Downsample1D()(x)))
-    critic.set_scale(spec.num_scales - 1)
+    critic.set_scale(top)
     critic.set_alpha(0.0)
     np.testing.assert_allclose(np.asarray(critic(x)), expected, atol=1e-5)
     critic.set_alpha(1.0)
+
+
+def test_critic_fade_at_alpha_zero_is_previous_scale_on_downsampled_input(tiny):
+    spec, _, critic = tiny
+    _assert_fade_at_zero_is_previous_scale(
+        critic, RNG.standard_normal((4, spec.clip_samples, 1)).astype("float32"))
 
 
 @pytest.mark.parametrize("which", ["generator", "critic"])

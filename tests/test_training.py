@@ -382,7 +382,10 @@ def test_bad_penalty_and_architecture_are_named(tone_dataset, tmp_path):
              ({"scale_gains": "finest"}, "needs data='windows'"),
              ({"critic_emphasis": 1.0}, r"critic_emphasis=1.0: must be in \[0, 1\)"),
              ({"critic_emphasis": 0.9, "representation": "magnitude"},
-              "progressive waveform critic only")]
+              "critic_emphasis=0.9: the progressive waveform players only"),
+             ({"critic_spectrum": 100}, "critic_spectrum=100: must be 0 .* power of 2"),
+             ({"critic_spectrum": 64, "architecture": "wavegan", "stable_steps": (0, 0, 5),
+               "fade_steps": 0}, "critic_spectrum=64: the progressive waveform players")]
     for i, (overrides, message) in enumerate(cases):
         with pytest.raises(training.RunError, match=message):
             training.train(tone_dataset, tmp_path / str(i), preset="tiny", overrides=overrides,
@@ -444,17 +447,21 @@ def test_bad_data_mode_and_augmentation_are_named(tone_dataset, tmp_path):
                        overrides={"augment": ("reverse",)}, progress=False)
 
 
-def test_preset_pixel_norm_and_critic_emphasis_reach_the_networks(tone_dataset, tmp_path):
-    training.train(tone_dataset, tmp_path / "run", preset="tiny", max_steps=2, progress=False,
-                   overrides={"feature_pixel_norm": False, "critic_emphasis": 0.9})
+def test_preset_pixel_norm_and_critic_options_reach_the_networks(tone_dataset, tmp_path):
+    history = training.train(tone_dataset, tmp_path / "run", preset="tiny", max_steps=2,
+                             progress=False, overrides={"feature_pixel_norm": False,
+                                                        "critic_emphasis": 0.9,
+                                                        "critic_spectrum": 16})
+    assert np.isfinite(history["d_loss"]).all()
     stored = json.loads((tmp_path / "run" / "config.json").read_text())["model_spec"]
     assert stored["feature_pixel_norm"] is False and stored["critic_emphasis"] == 0.9
+    assert stored["critic_spectrum"] == 16
     generator, _ = training.load_generator(tmp_path / "run")
     assert isinstance(generator.latent_norm, L.PixelNorm)  # the latent's stays
     assert not any(isinstance(layer, L.PixelNorm) for block in generator.blocks
                    for layer in block)
     with pytest.raises(training.RunError, match="feature_pixel_norm=False: the progressive "
-                                                "waveform generator only"):
+                                                "waveform players only"):
         training.train(tone_dataset, tmp_path / "bad", preset="tiny", progress=False,
                        overrides={"feature_pixel_norm": False, "representation": "spectral"})
 
