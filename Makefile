@@ -72,18 +72,20 @@ ablation: install demo-data
 # chapter 5's finest-scale peers (no growing, WaveGAN, half the growth, finest-level
 # gains, silent heads grown and not, quiet heads with skip outputs and with PGGAN's head,
 # the last without the noise augmentation, and that arm with a pre-emphasised critic, at
-# twice the learning rate, without pixel norm and at a quarter of the learning rate at
-# the finest scale), at 400 training CPU-seconds per run (16 arms x 3 seeds, about 5.5
-# hours on 2 cores), then the two leaders at 16 kHz, two grown pyramids (skip outputs;
-# the presets' players) and the finest-scale learning rate four times longer
-# (results/representations_long, about 2.5 hours);
+# twice the learning rate, without pixel norm, at a quarter of the learning rate at
+# the finest scale, with two critic updates per step, twice as wide at the finest scale
+# and with a log-spectrogram branch in the critic), at 400 training CPU-seconds per run
+# (19 arms x 3 seeds, about 6.5 hours on 2 cores), then the two leaders at 16 kHz, two
+# grown pyramids (skip outputs; the presets' players), the finest-scale learning rate
+# and the spectrogram critic four times longer (results/representations_long, about
+# 3 hours);
 # finished runs are skipped, so rerunning after a stop continues.
 representations: install demo-data
 	$(PGGAN) study --representations --data $(DATASET) --out results/representations \
 	  --seeds 3 --budget-cpu-s 400 --first-cpu-s 50
 	$(PGGAN) study --representations --data $(DATASET) --out results/representations_long \
 	  --seeds 2 --budget-cpu-s 1600 --first-cpu-s 200 \
-	  --arms direct_silent wavegan waveform pggan_no_noise pggan_fine_lr
+	  --arms direct_silent wavegan waveform pggan_no_noise pggan_fine_lr pggan_spectrum
 
 benchmarks: install
 	$(PY) benchmarks/bench_training.py --preset reference --steps 5 \
