@@ -51,7 +51,7 @@ def _positive_int(text: str) -> int:
 
 def _fft_length(text: str) -> int:
     value = int(text)
-    if value and (value < 4 or value & (value - 1)):
+    if value and not config.is_fft_length(value):
         raise argparse.ArgumentTypeError(f"must be 0 or a power of 2 >= 4, got {text}")
     return value
 

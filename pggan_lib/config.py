@@ -74,6 +74,12 @@ PGGAN_HEAD_REFERENCE_RUN_DIR = RESULTS_DIR / "reference_pggan_head"
 RUN_CONFIG_FIELDS = ("preset", "model_spec", "loss", "activation", "dataset", "schedule")
 
 
+def is_fft_length(value: int) -> bool:
+    """Whether ``value`` is an FFT length the library takes: a power of 2 >= 4
+    (``layers.LogSpectrogram``, ``Preset.critic_spectrum``)."""
+    return value >= 4 and not value & (value - 1)
+
+
 def scale_sample_rate(scale: int, num_scales: int = DEFAULT_NUM_SCALES,
                       sample_rate: int = DEFAULT_SAMPLE_RATE) -> int:
     """Sample rate of progressive scale ``scale``: ``sr / 2**(K-1-scale)``.

@@ -33,6 +33,8 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from pggan_lib.config import is_fft_length
+
 __all__ = [
     "EqualizedConv1D",
     "EqualizedConv2D",
@@ -638,7 +640,7 @@ class LogSpectrogram(keras.layers.Layer):
     def __init__(self, fft_length=512, floor=1e-4, **kwargs):
         super().__init__(**kwargs)
         fft_length = int(fft_length)
-        if fft_length < 4 or fft_length & (fft_length - 1):
+        if not is_fft_length(fft_length):
             raise ValueError(f"LogSpectrogram fft_length must be a power of 2 >= 4, "
                              f"got {fft_length}")
         if not float(floor) > 0:

@@ -42,7 +42,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from pggan_lib.config import ARCHITECTURES, DEFAULT_CLIP_SAMPLES, DEFAULT_NUM_SCALES
+from pggan_lib.config import (ARCHITECTURES, DEFAULT_CLIP_SAMPLES, DEFAULT_NUM_SCALES,
+                              is_fft_length)
 from pggan_lib.layers import (ACTIVATION_NAMES, Downsample1D, EqualizedConv1D, EqualizedDense,
                               FadeIn, LogSpectrogram, MinibatchStdDev, PhaseShuffle, PixelNorm,
                               PreEmphasis, Upsample1D, make_activation)
@@ -199,8 +200,7 @@ class ModelSpec:
         if self.critic_emphasis and self.architecture != "progressive":
             raise ValueError("ModelSpec.critic_emphasis applies to the progressive critic "
                              f"only, not architecture={self.architecture!r}")
-        if self.critic_spectrum and (self.critic_spectrum < 4 or self.critic_spectrum
-                                     & (self.critic_spectrum - 1)):
+        if self.critic_spectrum and not is_fft_length(self.critic_spectrum):
             raise ValueError(f"ModelSpec.critic_spectrum must be 0 or a power of 2 >= 4, "
                              f"got {self.critic_spectrum}")
         if self.critic_spectrum and self.architecture != "progressive":

@@ -53,7 +53,7 @@ from keras import ops
 
 from pggan_lib import audio, data, files, layers, losses, models, representations, runs
 from pggan_lib.config import (ARCHITECTURES, PENALTIES, SCALE_GAINS, Preset, get_preset,
-                              scale_sample_rate)
+                              is_fft_length, scale_sample_rate)
 
 __all__ = [
     "METRIC_NAMES",
@@ -1045,7 +1045,7 @@ def _check_waveform_options(preset: Preset) -> None:
         raise RunError(f"preset field critic_emphasis={preset.critic_emphasis}: must be "
                        f"in [0, 1)")
     spectrum = preset.critic_spectrum
-    if spectrum and (spectrum < 4 or spectrum & (spectrum - 1)):
+    if spectrum and not is_fft_length(spectrum):
         raise RunError(f"preset field critic_spectrum={spectrum}: must be 0 (none) or a "
                        f"power of 2 >= 4 (an FFT length in samples)")
 
