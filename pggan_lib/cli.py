@@ -243,6 +243,14 @@ def _add_train_parser(subparsers) -> None:
     parser.add_argument("--critic-spectrum", type=_fft_length, default=None,
                         help="FFT length of a log-spectrogram branch beside the critic's "
                              "waveform path (default: the preset's, 0 = none; chapter 5)")
+    parser.add_argument("--upsample", choices=config.UPSAMPLERS, default=None,
+                        help="how each generator block doubles the rate: low-passed zero "
+                             "insertion or a sub-pixel convolution (default: the preset's; "
+                             "chapter 5)")
+    parser.add_argument("--spectrum-match", type=_non_negative_float, default=None,
+                        help="weight of the gap between generated and real mean log "
+                             "spectra in the generator's loss (default: the preset's, "
+                             "0 = none; chapter 5)")
     parser.add_argument("--seed", type=int, default=None,
                         help="seed of weights, latents and data order (default 0)")
     parser.add_argument("--max-minutes", type=_positive_float, default=None,
@@ -278,7 +286,8 @@ def _run_train(args: argparse.Namespace) -> int:
                                f"({args.out / 'checkpoints'} is empty or missing); start a new "
                                f"run in a new folder")
         for flag in ("representation", "architecture", "penalty", "no_growing",
-                     "silent_heads", "head_std", "critic_emphasis", "critic_spectrum"):
+                     "silent_heads", "head_std", "critic_emphasis", "critic_spectrum",
+                     "spectrum_match", "upsample"):
             if getattr(args, flag) not in (None, False):
                 name = flag.replace("_", "-")
                 raise CommandError(f"--{name} applies to new runs; a resumed run keeps "
@@ -320,7 +329,8 @@ def _train_overrides(args: argparse.Namespace) -> dict | None:
     """The preset fields that `pggan train`'s flags change (None: none)."""
     overrides = {flag: getattr(args, flag) for flag in ("representation", "penalty",
                                                         "head_std", "critic_emphasis",
-                                                        "critic_spectrum")
+                                                        "critic_spectrum", "spectrum_match",
+                                                        "upsample")
                  if getattr(args, flag) is not None}
     if args.silent_heads:
         overrides["silent_heads"] = True

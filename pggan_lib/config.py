@@ -80,6 +80,19 @@ def is_fft_length(value: int) -> bool:
     return value >= 4 and not value & (value - 1)
 
 
+def spectrum_frame(fft_length: int, samples: int) -> int:
+    """The frame a log spectrogram of ``fft_length`` uses on a clip of ``samples``:
+    halved until the clip holds four frames (at least 4 samples).
+
+    ``models.ProgressiveCritic``'s spectrogram branch and
+    ``losses.log_spectrum_gap`` use it at every scale: 512 at 16 kHz, 64 at 250 Hz
+    for the default pyramid.
+    """
+    while fft_length > max(samples // 4, 4):
+        fft_length //= 2
+    return fft_length
+
+
 def scale_sample_rate(scale: int, num_scales: int = DEFAULT_NUM_SCALES,
                       sample_rate: int = DEFAULT_SAMPLE_RATE) -> int:
     """Sample rate of progressive scale ``scale``: ``sr / 2**(K-1-scale)``.
@@ -163,6 +176,15 @@ class Preset:
             0 = none).
         critic_spectrum: FFT length of the progressive waveform critic's
             log-spectrogram branch (``models.ModelSpec.critic_spectrum``; 0 = none).
+        upsample: How the progressive waveform generator doubles the rate in each
+            block: ``"fir"`` (low-passed zero insertion) or ``"subpixel"``
+            (``models.ModelSpec.upsample``).
+        spectrum_match: Weight of a term added to the generator's loss: the
+            squared gap between the batch's mean log power spectrum and the real
+            batch's (``losses.log_spectrum_gap``, frames of
+            :func:`spectrum_frame` ``(512, samples)``; 0 = none). It sees the
+            noise floor between partials, which a critic penalised towards
+            1-Lipschitz in the waveform's L2 barely feels.
         representation: What the GAN grows over: ``"waveform"`` (the report's
             sample-rate pyramid), ``"spectral"`` (log magnitude + instantaneous
             frequency) or ``"magnitude"`` (log magnitude, Griffin-Lim phase);
@@ -214,6 +236,8 @@ class Preset:
     head_std: float = 1.0
     critic_emphasis: float = 0.0
     critic_spectrum: int = 0
+    spectrum_match: float = 0.0
+    upsample: str = "fir"
     feature_pixel_norm: bool = True
     representation: str = "waveform"
     architecture: str = "progressive"
@@ -264,6 +288,8 @@ class Preset:
 REPRESENTATIONS = ("waveform", "spectral", "magnitude")
 #: Values of ``Preset.architecture`` (and ``models.ModelSpec.architecture``).
 ARCHITECTURES = ("progressive", "wavegan")
+#: Values of ``Preset.upsample`` (``models.ModelSpec.upsample``).
+UPSAMPLERS = ("fir", "subpixel")
 #: Values of ``Preset.penalty``: WGAN-GP's (``losses.gradient_penalty``) or R1
 #: (``losses.r1_penalty``).
 PENALTIES = ("gp", "r1")

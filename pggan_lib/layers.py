@@ -47,6 +47,7 @@ __all__ = [
     "PhaseShuffle",
     "PreEmphasis",
     "LogSpectrogram",
+    "log_power_spectrogram",
     "ReportActivation",
     "make_activation",
     "ACTIVATION_NAMES",
@@ -616,6 +617,26 @@ class PreEmphasis(keras.layers.Layer):
         return config
 
 
+def log_power_spectrogram(x, fft_length, floor=1e-4):
+    """``log10(|STFT(x)|^2 + floor)``: Hann frames of ``fft_length``, hop a
+    quarter frame, no padding (what :class:`LogSpectrogram` computes).
+
+    Args:
+        x: Audio ``(batch, samples, 1)``, ``samples >= fft_length``.
+        fft_length: Frame and FFT length, a power of 2 >= 4.
+        floor: Power added before the log (keeps it and its gradient finite).
+
+    Returns:
+        ``(batch, 1 + (samples - fft_length) // (fft_length // 4), fft_length // 2 + 1)``.
+
+    Notebook: chapters/05_training_on_gpu.ipynb
+    """
+    real, imag = ops.stft(ops.squeeze(x, -1), fft_length, fft_length // 4, fft_length,
+                          window="hann", center=False)
+    power = real * real + imag * imag + ops.cast(floor, real.dtype)
+    return ops.log(power) / ops.cast(np.log(10.0), real.dtype)
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class LogSpectrogram(keras.layers.Layer):
     """Log power spectrogram ``log10(|STFT|^2 + floor)`` of a mono waveform.
@@ -649,11 +670,7 @@ class LogSpectrogram(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs):
-        real, imag = ops.stft(ops.squeeze(inputs, -1), self.fft_length,
-                              self.fft_length // 4, self.fft_length, window="hann",
-                              center=False)
-        power = real * real + imag * imag + ops.cast(self.floor, real.dtype)
-        return ops.log(power) / ops.cast(np.log(10.0), real.dtype)
+        return log_power_spectrogram(inputs, self.fft_length, self.floor)
 
     def compute_output_shape(self, input_shape):
         batch, samples = input_shape[0], input_shape[1]

@@ -43,7 +43,7 @@ import numpy as np
 from keras import ops
 
 from pggan_lib.config import (ARCHITECTURES, DEFAULT_CLIP_SAMPLES, DEFAULT_NUM_SCALES,
-                              is_fft_length)
+                              UPSAMPLERS, is_fft_length, spectrum_frame)
 from pggan_lib.layers import (ACTIVATION_NAMES, Downsample1D, EqualizedConv1D, EqualizedDense,
                               FadeIn, LogSpectrogram, MinibatchStdDev, PhaseShuffle, PixelNorm,
                               PreEmphasis, Upsample1D, make_activation)
@@ -120,6 +120,12 @@ class ModelSpec:
             sample on its own, which puts power into each scale's top octave
             (chapter 5, "Where the hiss is made").
         fir_taps: Taps of the anti-aliasing filter of up/downsampling.
+        upsample: How each generator block doubles the rate: ``"fir"``
+            (insert zeros, low-pass: the new octave starts empty and only the
+            activations fill it) or ``"subpixel"`` (a convolution at the lower
+            rate with twice the channels, interleaved: Shi et al. 2016's
+            sub-pixel convolution, in 1-D as in Kuleshov et al. 2017). The
+            waveform fade path stays FIR.
         output_skips: Generator output as a sum of upsampled per-scale outputs
             (StyleGAN2's skip generator) instead of PGGAN's last-scale head.
         silent_heads: The to-waveform heads start at zero, so the generator
@@ -161,6 +167,7 @@ class ModelSpec:
     use_pixel_norm: bool = True
     feature_pixel_norm: bool = True
     fir_taps: int = 33
+    upsample: str = "fir"
     output_skips: bool = False
     silent_heads: bool = False
     head_std: float = 1.0
@@ -212,6 +219,9 @@ class ModelSpec:
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"ModelSpec.architecture must be one of {ARCHITECTURES}, "
                              f"got {self.architecture!r}")
+        if self.upsample not in UPSAMPLERS:
+            raise ValueError(f"ModelSpec.upsample must be one of {UPSAMPLERS}, "
+                             f"got {self.upsample!r}")
 
     def samples_at_scale(self, scale: int) -> int:
         """Samples of a clip at scale ``scale`` (0 = coarsest)."""
@@ -384,17 +394,15 @@ class ProgressiveGenerator(ProgressiveModel):
                 layers += [EqualizedDense(spec.samples_at_scale(0) * c[0], name="g0_dense"),
                            keras.layers.Reshape((spec.samples_at_scale(0), c[0]),
                                                 name="g0_reshape")]
-                convs = [EqualizedConv1D(c[0], spec.kernel_size, name="g0_conv")]
+                convs = [[EqualizedConv1D(c[0], spec.kernel_size, name="g0_conv")]]
             else:
-                layers.append(Upsample1D(num_taps=spec.fir_taps, name=f"g{k}_upsample"))
-                convs = [EqualizedConv1D(c[k], spec.kernel_size, name=f"g{k}_conv{i}")
-                         for i in (1, 2)]
+                convs = self._upsampling_convs(k)
             activation = make_activation(spec.activation, alphas[k], layer_name=f"g{k}_act")
             norm = spec.use_pixel_norm and spec.feature_pixel_norm
             if k == 0:  # the dense output is activated and normalised too (PGGAN)
                 layers += [activation] + ([PixelNorm(name="g0_norm0")] if norm else [])
             for i, conv in enumerate(convs):
-                layers += [conv, activation]
+                layers += [*conv, activation]
                 if norm:
                     layers.append(PixelNorm(name=f"g{k}_norm{i + 1}"))
             self.blocks.append(layers)
@@ -407,6 +415,21 @@ class ProgressiveGenerator(ProgressiveModel):
         self.wave_upsample = Upsample1D(num_taps=spec.fir_taps, name="wave_upsample")
         self.wave_upsample.build((None, None, 1))  # the dummy calls below may skip it (alpha 1)
         self._build_all_scales()
+
+    def _upsampling_convs(self, k):
+        """Block ``k``'s two convolutions (each a list of layers), the rate doubled
+        before the first (``"fir"``) or by it (``"subpixel"``)."""
+        spec, c = self.spec, self.spec.channels
+        second = [EqualizedConv1D(c[k], spec.kernel_size, name=f"g{k}_conv2")]
+        if spec.upsample == "subpixel":
+            # One convolution at the lower rate makes both phases of every new
+            # sample (2 c channels, interleaved): the new octave comes from learned
+            # filters, not from what the activations make of low-passed features.
+            return [[EqualizedConv1D(2 * c[k], spec.kernel_size, name=f"g{k}_conv1"),
+                     keras.layers.Reshape((spec.samples_at_scale(k), c[k]),
+                                          name=f"g{k}_shuffle")], second]
+        return [[Upsample1D(num_taps=spec.fir_taps, name=f"g{k}_upsample"),
+                 EqualizedConv1D(c[k], spec.kernel_size, name=f"g{k}_conv1")], second]
 
     def _dummy_inputs(self, scale):
         z = ops.zeros((1, self.spec.latent_dim))
@@ -561,9 +584,7 @@ class ProgressiveCritic(ProgressiveModel):
     def _spectrum_branch(self, scale):
         """Layers of ``scale``'s log-spectrogram branch, ``(B, T, 1) -> (B, 1)``."""
         spec = self.spec
-        fft_length = spec.critic_spectrum
-        while fft_length > spec.samples_at_scale(scale) // 4:
-            fft_length //= 2
+        fft_length = spectrum_frame(spec.critic_spectrum, spec.samples_at_scale(scale))
         width = max(spec.channels)  # the bins need more room than 16 channels
         activation = make_activation(spec.activation, spec.activation_alphas[scale],
                                      layer_name=f"spectrum{scale}_act")
@@ -709,7 +730,8 @@ def count_flops(spec: ModelSpec, scale: int) -> dict:
 
     generator = 2 * z_in * length[0] * c[0] + 2 * length[0] * kernel * c[0] * c[0]
     for k in range(1, scale + 1):
-        generator += 2 * length[k] * taps * c[k - 1] // 2          # polyphase: taps/2 per output
+        if spec.upsample == "fir":  # sub-pixel: the first conv's cost is the same, no FIR
+            generator += 2 * length[k] * taps * c[k - 1] // 2      # polyphase: taps/2 per output
         generator += 2 * length[k] * kernel * (c[k - 1] * c[k] + c[k] * c[k])
     generator += 2 * length[scale] * c[scale]                     # to_wave
     if scale > 0:

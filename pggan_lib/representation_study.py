@@ -70,8 +70,9 @@ _NO_NOISE = ("gain", "polarity", "shift", "cutout")
 #: with a pre-emphasis filter in front of its critic, at twice the learning rate,
 #: without pixel norm on the generator's features, or at a quarter of the learning
 #: rate at the finest scale (where the long runs lose ground), with two critic
-#: updates per generator update, twice as wide at the finest scale, or with a
-#: critic that also hears a log spectrogram.
+#: updates per generator update, twice as wide at the finest scale, with a
+#: critic that also hears a log spectrogram, with a generator loss that also
+#: matches the real mean log spectrum, or with sub-pixel upsampling.
 PEER_ARMS = (
     StudyArm("direct", NO_GROWTH, "the waveform arm's players, no growing: the finest "
              "scale from the first step", preset="quick"),
@@ -124,6 +125,14 @@ PEER_ARMS = (
     StudyArm("pggan_spectrum", "critic", "the pggan_no_noise arm whose critic also hears "
              "a log spectrogram (512-sample frames at 16 kHz: 31 Hz bins)", preset="quick",
              overrides={**_PGGAN_QUIET, "augment": _NO_NOISE, "critic_spectrum": 512}),
+    StudyArm("pggan_spectrum_match", "loss", "the pggan_no_noise arm whose generator loss "
+             "adds the gap between its batch's mean log spectrum and the real batch's "
+             "(weight 1)", preset="quick",
+             overrides={**_PGGAN_QUIET, "augment": _NO_NOISE, "spectrum_match": 1.0}),
+    StudyArm("pggan_subpixel", "upsampling", "the pggan_no_noise arm whose generator "
+             "doubles the rate with a sub-pixel convolution, not an FIR filter",
+             preset="quick", overrides={**_PGGAN_QUIET, "augment": _NO_NOISE,
+                                        "upsample": "subpixel"}),
 )
 #: Every arm of ``make representations``; the first is the baseline.
 ARMS = REPRESENTATION_ARMS + PEER_ARMS

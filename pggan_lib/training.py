@@ -52,8 +52,8 @@ import tensorflow as tf
 from keras import ops
 
 from pggan_lib import audio, data, files, layers, losses, models, representations, runs
-from pggan_lib.config import (ARCHITECTURES, PENALTIES, SCALE_GAINS, Preset, get_preset,
-                              is_fft_length, scale_sample_rate)
+from pggan_lib.config import (ARCHITECTURES, PENALTIES, SCALE_GAINS, UPSAMPLERS, Preset,
+                              get_preset, is_fft_length, scale_sample_rate, spectrum_frame)
 
 __all__ = [
     "METRIC_NAMES",
@@ -249,6 +249,7 @@ def model_spec_for(preset: Preset, manifest: dict, activation=None, conditional=
         head_std=preset.head_std,
         critic_emphasis=preset.critic_emphasis,
         critic_spectrum=preset.critic_spectrum,
+        upsample=preset.upsample,
         feature_pixel_norm=preset.feature_pixel_norm,
         critic_output_activation=critic_output,
         architecture=preset.architecture,
@@ -288,13 +289,17 @@ class ProgressiveGAN(keras.Model):
         ema_decay: EMA decay: ``ema = decay * ema + (1 - decay) * w`` per step.
         conditional: Feed class labels to both players.
         seed: Seed of the GAN's ``SeedGenerator``.
+        augment: DiffAugment's augmentations (``layers.AUGMENT_NAMES``).
+        spectrum_match: Weight of ``losses.log_spectrum_gap`` between the real
+            batch and the generator's, added to the generator's loss (0 = none).
 
     Notebook: chapters/03_progressive_model.ipynb
     """
 
     def __init__(self, generator, critic, ema_generator, *, latent_dim, loss="wgan-gp",
                  n_critic=1, gp_weight=10.0, drift_weight=1e-3, penalty="gp",
-                 ema_decay=0.999, conditional=False, seed=0, augment=(), **kwargs):
+                 ema_decay=0.999, conditional=False, seed=0, augment=(), spectrum_match=0.0,
+                 **kwargs):
         super().__init__(**kwargs)
         if penalty not in PENALTIES:
             raise ValueError(f"penalty must be one of {PENALTIES}, got {penalty!r}")
@@ -307,6 +312,7 @@ class ProgressiveGAN(keras.Model):
         self.loss_name = loss
         self.loss_fns = losses.get_loss(loss, gp_weight=gp_weight, drift_weight=drift_weight)
         self.n_critic = int(n_critic)
+        self.spectrum_match = float(spectrum_match)
         self.ema_decay = float(ema_decay)
         self.conditional = bool(conditional)
         self.seed_generator = keras.random.SeedGenerator(seed)
@@ -463,6 +469,8 @@ class ProgressiveGAN(keras.Model):
             fake = self._generate(self.generator, noise["z_generator"], labels, True)
             d_fake_g = self._criticize(self._augmented(fake, noise, 2 * self.n_critic), labels)
             g_loss = self.loss_fns.generator_loss(d_real, d_fake_g)
+            if self.spectrum_match:
+                g_loss += self.spectrum_match * self.spectrum_gap(real, fake)
             scaled = self.g_optimizer.scale_loss(g_loss * per_replica)
         g_grads = tape.gradient(scaled, self._scale_vars.generator)
         g_norm = self._grad_norm(g_grads, self.g_optimizer, replicas)
@@ -485,6 +493,11 @@ class ProgressiveGAN(keras.Model):
         for tracker in self.trackers:
             tracker.update_state(values[tracker.name])
         return values
+
+    def spectrum_gap(self, real, fake):
+        """``losses.log_spectrum_gap`` of two batches of this scale (``config.spectrum_frame``)."""
+        frame = spectrum_frame(512, int(real.shape[1]))
+        return losses.log_spectrum_gap(real, fake, frame)
 
     def _penalty(self, real, fake, labels, epsilon):
         """The critic's penalty of one update (without its weight)."""
@@ -550,7 +563,8 @@ def build_gan(spec, preset: Preset, loss="wgan-gp", seed=0, strategy=None):
                 n_critic=preset.n_critic, gp_weight=preset.gp_weight,
                 drift_weight=preset.drift_weight, penalty=preset.penalty,
                 ema_decay=preset.ema_decay,
-                conditional=spec.num_classes > 0, seed=seed, augment=preset.augment)
+                conditional=spec.num_classes > 0, seed=seed, augment=preset.augment,
+                spectrum_match=preset.spectrum_match)
 
             first_rate = preset.per_scale("learning_rate", spec.num_scales)[0]
 
@@ -1034,6 +1048,8 @@ def _check_waveform_options(preset: Preset) -> None:
     """The fields that only the progressive waveform players have, and their ranges."""
     changed = {"critic_emphasis": preset.critic_emphasis,
                "critic_spectrum": preset.critic_spectrum,
+               "spectrum_match": preset.spectrum_match,
+               "upsample": preset.upsample != "fir",
                "feature_pixel_norm": not preset.feature_pixel_norm}
     for field, value in changed.items():
         if value and (preset.representation != "waveform"
@@ -1044,6 +1060,12 @@ def _check_waveform_options(preset: Preset) -> None:
     if not 0.0 <= preset.critic_emphasis < 1.0:
         raise RunError(f"preset field critic_emphasis={preset.critic_emphasis}: must be "
                        f"in [0, 1)")
+    if preset.upsample not in UPSAMPLERS:
+        raise RunError(f"preset field upsample={preset.upsample!r}: must be one of "
+                       f"{UPSAMPLERS}")
+    if not preset.spectrum_match >= 0.0:
+        raise RunError(f"preset field spectrum_match={preset.spectrum_match}: must be >= 0 "
+                       f"(a loss weight; 0 = none)")
     spectrum = preset.critic_spectrum
     if spectrum and not is_fft_length(spectrum):
         raise RunError(f"preset field critic_spectrum={spectrum}: must be 0 (none) or a "

@@ -45,6 +45,7 @@ def test_spec_defaults_json_roundtrip_and_samples():
     (dict(channels=(8, 8)), "channels"),
     (dict(activation="relu"), "activation"),
     (dict(activation_alphas=(1.0,)), "activation_alphas"),
+    (dict(upsample="nearest"), "upsample must be one of"),
 ])
 def test_spec_rejects_bad_values(bad, message):
     with pytest.raises(ValueError, match=message):
@@ -359,6 +360,44 @@ def test_count_flops_hand_computed_scale_zero_and_growth():
     # The finest default scale: two 9-tap 128x128 convolutions over 16384 samples dominate.
     big = M.count_flops(M.ModelSpec(), 6)["generator"]
     assert big > 2 * 2 * 16384 * 9 * 128 * 128
+
+
+# ---------------------------------------------------------------- sub-pixel
+
+def _new_octave_share_db(upsample):
+    """Power above the old Nyquist after block 2's first convolution, in dB of the
+    total, for white-noise features at the lower rate (8 examples x 256 samples)."""
+    spec = M.ModelSpec(**{**TINY, "clip_samples": 512, "upsample": upsample})
+    gen = M.build_generator(spec)
+    h = RNG.standard_normal((8, 256, 8)).astype("float32")
+    for layer in gen.blocks[2][:2]:  # FIR upsample + conv1, or conv1 + interleave
+        h = layer(h)
+    power = np.abs(np.fft.rfft(np.asarray(h), axis=1)) ** 2  # (8, 257, channels)
+    return 10 * np.log10(power[:, 129:].sum() / power.sum()), tuple(h.shape)
+
+
+def test_subpixel_upsampling_fills_the_new_octave_that_fir_leaves_empty():
+    fir_db, fir_shape = _new_octave_share_db("fir")
+    subpixel_db, subpixel_shape = _new_octave_share_db("subpixel")
+    assert fir_shape == subpixel_shape == (8, 512, 8)
+    assert fir_db < -25.0  # the anti-aliasing filter (its transition band included)
+    assert subpixel_db > -6.0  # random interleaved phases: about half the power
+
+
+def test_subpixel_generator_roundtrip_and_flops(tmp_path):
+    spec = M.ModelSpec(**TINY, upsample="subpixel")
+    gen = M.build_generator(spec, scale=2)
+    assert not any(isinstance(layer, L.Upsample1D) for block in gen.blocks for layer in block)
+    z = _z()
+    gen.save(tmp_path / "g.keras")
+    restored = keras.saving.load_model(tmp_path / "g.keras", safe_mode=True)
+    assert restored.spec.upsample == "subpixel"
+    np.testing.assert_array_equal(np.asarray(restored(z)), np.asarray(gen(z)))
+    # The same convolution cost (2c outputs at half the rate), no FIR filter.
+    fir = M.count_flops(M.ModelSpec(**TINY), 2)["generator"]
+    taps, c = spec.fir_taps, 8
+    assert M.count_flops(spec, 2)["generator"] == fir - sum(
+        2 * spec.samples_at_scale(k) * taps * c // 2 for k in (1, 2))
 
 
 # -------------------------------------------------------------------- WaveGAN

@@ -127,6 +127,27 @@ def test_train_step_measurements(loss):
     assert float(gan.metrics[0].result()) == pytest.approx(values["d_loss"])
 
 
+def test_spectrum_match_adds_its_weighted_gap_to_the_generator_loss():
+    manifest = {"num_scales": 3, "clip_samples": 256, "class_names": ["a", "b"]}
+    real = np.random.default_rng(0).uniform(-0.5, 0.5, (4, 128, 1)).astype(np.float32)
+    labels = np.zeros(4, np.int32)
+    values, gaps = {}, {}
+    for weight in (0.0, 2.5):
+        preset = config.get_preset("tiny").replace(spectrum_match=weight)
+        spec = training.model_spec_for(preset, manifest)
+        gan = training.build_gan(spec, preset, seed=3)  # same seed: same weights
+        gan.set_scale(1)
+        noise = gan.draw_noise(4, 128)
+        # The critic updates leave the generator alone: its fake is this one.
+        fake = gan.generator(noise["z_generator"], training=True)
+        gaps[weight] = float(gan.spectrum_gap(real, fake))
+        values[weight] = {k: float(v) for k, v in gan.train_step((real, labels), noise).items()}
+    assert gaps[0.0] == pytest.approx(gaps[2.5]) and gaps[0.0] > 0.01
+    assert values[2.5]["d_loss"] == pytest.approx(values[0.0]["d_loss"], rel=1e-6)
+    assert values[2.5]["g_loss"] - values[0.0]["g_loss"] == pytest.approx(2.5 * gaps[0.0],
+                                                                          rel=1e-4)
+
+
 # ------------------------------------------------------- checkpoints/resume
 def test_resume_equals_uninterrupted_run(tone_dataset, straight_run, tmp_path,
                                         compare_runs_retrying):
@@ -385,7 +406,13 @@ def test_bad_penalty_and_architecture_are_named(tone_dataset, tmp_path):
               "critic_emphasis=0.9: the progressive waveform players only"),
              ({"critic_spectrum": 100}, "critic_spectrum=100: must be 0 .* power of 2"),
              ({"critic_spectrum": 64, "architecture": "wavegan", "stable_steps": (0, 0, 5),
-               "fade_steps": 0}, "critic_spectrum=64: the progressive waveform players")]
+               "fade_steps": 0}, "critic_spectrum=64: the progressive waveform players"),
+             ({"spectrum_match": -1.0}, r"spectrum_match=-1.0: must be >= 0"),
+             ({"upsample": "nearest"}, r"upsample='nearest': must be one of \('fir', "),
+             ({"upsample": "subpixel", "representation": "spectral"},
+              "upsample=subpixel: the progressive waveform players only"),
+             ({"spectrum_match": 1.0, "representation": "magnitude"},
+              "spectrum_match=1.0: the progressive waveform players only")]
     for i, (overrides, message) in enumerate(cases):
         with pytest.raises(training.RunError, match=message):
             training.train(tone_dataset, tmp_path / str(i), preset="tiny", overrides=overrides,
