@@ -11,6 +11,8 @@ INSTALLED    := $(VENV)/.installed
 DEMO_MINUTES ?= 4
 CORPUS       := data/demo_corpus
 DATASET      := data/demo_dataset
+# The corpus at 250 and 500 Hz only: the first octave a block adds (make octave).
+OCTAVE_DATA  := data/octave_dataset
 
 # Quiet TensorFlow (no C++ log lines in pages). oneDNN's CPU kernels (TensorFlow's
 # default) make training steps about 2x faster; said explicitly, so that a shell
@@ -20,7 +22,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export TF_ENABLE_ONEDNN_OPTS := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test unit notebooks book-strict book-check install system-deps demo-data clean reference benchmarks study ablation representations
+.PHONY: book test unit notebooks book-strict book-check install system-deps demo-data clean reference benchmarks study ablation representations octave
 
 book: install demo-data
 	PGGAN_QUICK=1 $(VENV)/bin/jupyter-book build . --keep-going
@@ -73,9 +75,10 @@ ablation: install demo-data
 # gains, silent heads grown and not, quiet heads with skip outputs and with PGGAN's head,
 # the last without the noise augmentation, and that arm with a pre-emphasised critic, at
 # twice the learning rate, without pixel norm, at a quarter of the learning rate at
-# the finest scale, with two critic updates per step, twice as wide at the finest scale
-# and with a log-spectrogram branch in the critic), at 400 training CPU-seconds per run
-# (19 arms x 3 seeds, about 6.5 hours on 2 cores), then the two leaders at 16 kHz, two
+# the finest scale, with two critic updates per step, twice as wide at the finest scale,
+# with a log-spectrogram branch in the critic, with the mean log spectrum matched in the
+# generator's loss, with sub-pixel upsampling and with both), at 400 training CPU-seconds
+# per run (22 arms x 3 seeds, about 7.5 hours on 2 cores), then the two leaders at 16 kHz, two
 # grown pyramids (skip outputs; the presets' players), the finest-scale learning rate
 # and the spectrogram critic four times longer (results/representations_long, about
 # 3 hours);
@@ -86,6 +89,14 @@ representations: install demo-data
 	$(PGGAN) study --representations --data $(DATASET) --out results/representations_long \
 	  --seeds 2 --budget-cpu-s 1600 --first-cpu-s 200 \
 	  --arms direct_silent wavegan waveform pggan_no_noise pggan_fine_lr pggan_spectrum
+
+# Chapter 5's first new octave: the presets' players and three remedies grown from 250
+# to 500 Hz and trained there, 150 training CPU-seconds per run (4 arms x 3 seeds, about
+# 35 minutes on 2 cores); finished runs are skipped.
+octave: install $(OCTAVE_DATA)/manifest.json
+	$(PGGAN) study --representations --data $(OCTAVE_DATA) --out results/octave \
+	  --seeds 3 --budget-cpu-s 150 --first-cpu-s 30 \
+	  --arms pggan_no_noise pggan_spectrum pggan_spectrum_match pggan_subpixel
 
 benchmarks: install
 	$(PY) benchmarks/bench_training.py --preset reference --steps 5 \
@@ -129,6 +140,10 @@ $(CORPUS)/manifest.json: | install
 
 $(DATASET)/manifest.json: $(CORPUS)/manifest.json
 	$(PGGAN) dataset $(CORPUS) $(DATASET) --overwrite
+
+$(OCTAVE_DATA)/manifest.json: $(CORPUS)/manifest.json
+	$(PGGAN) dataset $(CORPUS) $(OCTAVE_DATA) --sample-rate 500 --clip-samples 512 \
+	  --scales 2 --overwrite
 
 clean:
 	rm -rf _build .pytest_cache

@@ -628,8 +628,6 @@ def log_power_spectrogram(x, fft_length, floor=1e-4):
 
     Returns:
         ``(batch, 1 + (samples - fft_length) // (fft_length // 4), fft_length // 2 + 1)``.
-
-    Notebook: chapters/05_training_on_gpu.ipynb
     """
     real, imag = ops.stft(ops.squeeze(x, -1), fft_length, fft_length // 4, fft_length,
                           window="hann", center=False)

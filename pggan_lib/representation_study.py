@@ -72,7 +72,7 @@ _NO_NOISE = ("gain", "polarity", "shift", "cutout")
 #: rate at the finest scale (where the long runs lose ground), with two critic
 #: updates per generator update, twice as wide at the finest scale, with a
 #: critic that also hears a log spectrogram, with a generator loss that also
-#: matches the real mean log spectrum, or with sub-pixel upsampling.
+#: matches the real mean log spectrum, with sub-pixel upsampling, or with both.
 PEER_ARMS = (
     StudyArm("direct", NO_GROWTH, "the waveform arm's players, no growing: the finest "
              "scale from the first step", preset="quick"),
@@ -133,6 +133,10 @@ PEER_ARMS = (
              "doubles the rate with a sub-pixel convolution, not an FIR filter",
              preset="quick", overrides={**_PGGAN_QUIET, "augment": _NO_NOISE,
                                         "upsample": "subpixel"}),
+    StudyArm("pggan_subpixel_match", "upsampling", "the pggan_subpixel arm with the "
+             "pggan_spectrum_match arm's log-spectrum term (weight 1)", preset="quick",
+             overrides={**_PGGAN_QUIET, "augment": _NO_NOISE, "upsample": "subpixel",
+                        "spectrum_match": 1.0}),
 )
 #: Every arm of ``make representations``; the first is the baseline.
 ARMS = REPRESENTATION_ARMS + PEER_ARMS

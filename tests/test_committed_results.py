@@ -157,18 +157,22 @@ def test_committed_representation_study_follows_from_its_runs():
         assert rate == 16000 and clip.shape == (16384,)
 
 
-def test_committed_long_representation_study_follows_from_its_runs():
-    """results/representations_long (chapter 5): the arms its command names, two seeds
-    each, scored along the way up to the budget, and the summary recomputed from the runs."""
+@pytest.mark.parametrize("folder_name, seeds, rate", [("representations_long", 2, 16000),
+                                                       ("octave", 3, 500)])
+def test_committed_study_of_named_arms_follows_from_its_runs(folder_name, seeds, rate):
+    """results/representations_long and results/octave (chapter 5): the arms the command
+    names, each seed, scored along the way up to the budget at the dataset's finest rate,
+    and the summary recomputed from the runs."""
     from pggan_lib import representation_study as rs
 
-    folder = config.RESULTS_DIR / "representations_long"
+    folder = config.RESULTS_DIR / folder_name
     stored = json.loads((folder / rs.SUMMARY_FILE_NAME).read_text())
     names = stored["meta"]["command"].split("--arms ")[1].split()
     by_name = {arm.name: i for i, arm in enumerate(rs.ARMS)}
     runs = [json.loads((folder / "runs" / f"{name}_seed{seed}.json").read_text())
             for name in sorted(names, key=by_name.get) for seed in stored["meta"]["seeds"]]
-    assert len(stored["meta"]["seeds"]) == 2 and set(stored["arms"]) == set(names)
+    assert len(stored["meta"]["seeds"]) == seeds and set(stored["arms"]) == set(names)
+    assert sf.info(folder / "clips" / f"{names[0]}_0.wav").samplerate == rate
     budget = stored["meta"]["budget_cpu_s"]
     for run in runs:
         assert run["budget_cpu_s"] == budget and run["points"][-1]["cpu_s"] >= budget
