@@ -47,6 +47,7 @@ __all__ = [
     "report_critic_loss",
     "report_generator_loss",
     "log_spectrum_gap",
+    "SPECTRUM_MATCH_FRAME",
     "LossFunctions",
     "get_loss",
     "LOSS_NAMES",
@@ -264,6 +265,11 @@ def report_generator_loss(d_real, d_fake):
 # ---------------------------------------------------------------------------
 # Selection by name
 # ---------------------------------------------------------------------------
+
+#: Longest frame of the generator's log-spectrum term (``Preset.spectrum_match``),
+#: halved on short clips by ``config.spectrum_frame``: 31 Hz bins at 16 kHz.
+SPECTRUM_MATCH_FRAME = 512
+
 
 def log_spectrum_gap(real, fake, fft_length, floor=1e-6):
     """Squared gap between the mean log power spectra of two batches of audio.

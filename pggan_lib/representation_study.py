@@ -63,6 +63,8 @@ REPRESENTATION_ARMS = tuple(
 _PGGAN_QUIET = {"output_skips": False, "head_std": 0.1}
 #: The augmentations without the noise, pinned (``config.DEFAULT_AUGMENT`` may change).
 _NO_NOISE = ("gain", "polarity", "shift", "cutout")
+#: The pggan_no_noise arm's changes: the twin of every later peer arm.
+_PGGAN_NO_NOISE = {**_PGGAN_QUIET, "augment": _NO_NOISE}
 #: The waveform arm's peers (chapter 5): the same players trained at the finest
 #: scale from the first step, WaveGAN's players, a shorter growth, finest-level
 #: gains, silent heads (grown and not), quiet heads (grown; with skip outputs and
@@ -99,43 +101,43 @@ PEER_ARMS = (
              overrides=dict(_PGGAN_QUIET)),
     StudyArm("pggan_no_noise", "augmentation", "the pggan_quiet arm without the noise "
              "augmentation (it lies above the corpus's top octave)", preset="quick",
-             overrides={**_PGGAN_QUIET, "augment": _NO_NOISE}),
+             overrides=dict(_PGGAN_NO_NOISE)),
     StudyArm("pggan_emphasis", "critic", "the pggan_no_noise arm whose critic hears "
              "x[t] - 0.95 x[t-1]: each scale's top octave lifted against its bass",
-             preset="quick", overrides={**_PGGAN_QUIET, "augment": _NO_NOISE,
+             preset="quick", overrides={**_PGGAN_NO_NOISE,
                                         "critic_emphasis": 0.95}),
     StudyArm("pggan_lr_2e-3", "optimiser", "the pggan_no_noise arm at the reference "
              "preset's learning rate, 2e-3 (the quick preset's is 1e-3)", preset="quick",
-             overrides={**_PGGAN_QUIET, "augment": _NO_NOISE, "learning_rate": 2e-3}),
+             overrides={**_PGGAN_NO_NOISE, "learning_rate": 2e-3}),
     StudyArm("pggan_no_pixel_norm", "normalisation", "the pggan_no_noise arm without "
              "pixel norm after the generator's convolutions (it rescales every sample; "
              "the latent's stays)", preset="quick",
-             overrides={**_PGGAN_QUIET, "augment": _NO_NOISE, "feature_pixel_norm": False}),
+             overrides={**_PGGAN_NO_NOISE, "feature_pixel_norm": False}),
     StudyArm("pggan_fine_lr", "optimiser", "the pggan_no_noise arm at a quarter of the "
              "learning rate, 2.5e-4, from the fade into the finest scale on",
-             preset="quick", overrides={**_PGGAN_QUIET, "augment": _NO_NOISE,
+             preset="quick", overrides={**_PGGAN_NO_NOISE,
                                         "learning_rate": (1e-3,) * 6 + (2.5e-4,)}),
     StudyArm("pggan_n_critic_2", "critic", "the pggan_no_noise arm with two critic "
              "updates per generator update", preset="quick",
-             overrides={**_PGGAN_QUIET, "augment": _NO_NOISE, "n_critic": 2}),
+             overrides={**_PGGAN_NO_NOISE, "n_critic": 2}),
     StudyArm("pggan_wide_fine", "width", "the pggan_no_noise arm with twice the "
              "channels (32, not 16) at the finest scale, both players", preset="quick",
-             overrides={**_PGGAN_QUIET, "augment": _NO_NOISE,
+             overrides={**_PGGAN_NO_NOISE,
                         "channels": (32, 32, 24, 16, 16, 16, 32)}),
     StudyArm("pggan_spectrum", "critic", "the pggan_no_noise arm whose critic also hears "
              "a log spectrogram (512-sample frames at 16 kHz: 31 Hz bins)", preset="quick",
-             overrides={**_PGGAN_QUIET, "augment": _NO_NOISE, "critic_spectrum": 512}),
+             overrides={**_PGGAN_NO_NOISE, "critic_spectrum": 512}),
     StudyArm("pggan_spectrum_match", "loss", "the pggan_no_noise arm whose generator loss "
              "adds the gap between its batch's mean log spectrum and the real batch's "
              "(weight 1)", preset="quick",
-             overrides={**_PGGAN_QUIET, "augment": _NO_NOISE, "spectrum_match": 1.0}),
+             overrides={**_PGGAN_NO_NOISE, "spectrum_match": 1.0}),
     StudyArm("pggan_subpixel", "upsampling", "the pggan_no_noise arm whose generator "
              "doubles the rate with a sub-pixel convolution, not an FIR filter",
-             preset="quick", overrides={**_PGGAN_QUIET, "augment": _NO_NOISE,
+             preset="quick", overrides={**_PGGAN_NO_NOISE,
                                         "upsample": "subpixel"}),
     StudyArm("pggan_subpixel_match", "upsampling", "the pggan_subpixel arm with the "
              "pggan_spectrum_match arm's log-spectrum term (weight 1)", preset="quick",
-             overrides={**_PGGAN_QUIET, "augment": _NO_NOISE, "upsample": "subpixel",
+             overrides={**_PGGAN_NO_NOISE, "upsample": "subpixel",
                         "spectrum_match": 1.0}),
 )
 #: Every arm of ``make representations``; the first is the baseline.

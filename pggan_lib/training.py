@@ -496,7 +496,7 @@ class ProgressiveGAN(keras.Model):
 
     def spectrum_gap(self, real, fake):
         """``losses.log_spectrum_gap`` of two batches of this scale (``config.spectrum_frame``)."""
-        frame = spectrum_frame(512, int(real.shape[1]))
+        frame = spectrum_frame(losses.SPECTRUM_MATCH_FRAME, int(real.shape[1]))
         return losses.log_spectrum_gap(real, fake, frame)
 
     def _penalty(self, real, fake, labels, epsilon):
