@@ -63,9 +63,12 @@ DEMO_MAX_EXCERPT_SECONDS = 15.0
 RESULTS_DIR = REPO_ROOT / "results" if IN_CHECKOUT else Path.cwd() / "results"
 #: The committed reference run (``pggan train --preset reference`` on the demo corpus).
 REFERENCE_RUN_DIR = RESULTS_DIR / "reference"
-#: The reference run before the noise left the augmentations (PGGAN's head, quiet
-#: heads; same schedule otherwise), kept to compare against (``SUMMARY.md``'s before/after).
-PREVIOUS_REFERENCE_RUN_DIR = RESULTS_DIR / "reference_noise"
+#: The reference run before sub-pixel upsampling and the log-spectrum term (FIR
+#: upsampling; same schedule otherwise), kept to compare against (``SUMMARY.md``'s
+#: before/after).
+PREVIOUS_REFERENCE_RUN_DIR = RESULTS_DIR / "reference_fir"
+#: The run before that: the noise among the augmentations.
+NOISE_REFERENCE_RUN_DIR = RESULTS_DIR / "reference_noise"
 #: The run before that: skip outputs, He's heads.
 SKIPS_REFERENCE_RUN_DIR = RESULTS_DIR / "reference_skips"
 #: The run before skip outputs (PGGAN's head, He's heads). Chapter 5 compares all four.
@@ -304,6 +307,13 @@ DEFAULT_AUGMENT = ("gain", "polarity", "shift", "cutout")
 #: The augmentations of the presets the committed studies measured (with the noise).
 STUDIED_AUGMENT = ("gain", "polarity", "shift", "cutout", "noise")
 
+#: How the presets' generators make each new octave: learned sub-pixel filters
+#: plus the log-spectrum term in the generator's loss. The peer arm
+#: pggan_subpixel_match, 3 seeds x 400 CPU-s at 16 kHz (results/representations):
+#: FD 24.0±2.0 x the floor and flatness 0.65x the corpus's, against 139.8±57.4 and
+#: 20.8x for the FIR players it replaces (chapter 5, "Notes or noise").
+PRESET_UPSAMPLING = {"upsample": "subpixel", "spectrum_match": 1.0}
+
 #: Named presets. ``tiny`` exists for tests and smoke checks (seconds). The
 #: quick, reference and colab presets train on random windows with DiffAugment:
 #: ``results/study`` (chapter 5) measured both at equal CPU time.
@@ -323,7 +333,7 @@ PRESETS = {
         ema_decay=0.99, checkpoint_every=100, log_every=10, num_samples=4,
         # XLA measured slower than plain graphs for these 1-D convs on CPU.
         jit_compile=False, data="windows", augment=DEFAULT_AUGMENT, output_skips=False,
-        head_std=0.1),
+        head_std=0.1, **PRESET_UPSAMPLING),
     "reference": Preset(
         name="reference",
         description="the longest useful run on 2 CPU cores: about an hour",
@@ -339,7 +349,7 @@ PRESETS = {
         # PGGAN's head starting at a tenth of He's std: the growth study's best arm
         # (pggan_quiet) at every scale it trained, every seed (results/study/growth.json).
         jit_compile=False, data="windows", augment=DEFAULT_AUGMENT, output_skips=False,
-        head_std=0.1),
+        head_std=0.1, **PRESET_UPSAMPLING),
     "colab": Preset(
         name="colab",
         description="one Colab GPU for hours (chapter 5 derives the cost from the model's "
@@ -353,16 +363,17 @@ PRESETS = {
         ema_decay=0.999, checkpoint_every=1000, log_every=50, sample_every=2000,
         num_samples=8, mixed_precision="mixed_float16", jit_compile=True,
         min_clip_samples=65_536, data="windows", augment=DEFAULT_AUGMENT, output_skips=False,
-        head_std=0.1),
+        head_std=0.1, **PRESET_UPSAMPLING),
 }
 
 #: The presets as the committed studies measured them (skip outputs, He's heads,
-#: noise among the augmentations).
+#: noise among the augmentations, FIR upsampling, no log-spectrum term).
 #: A study arm names its base preset (``StudyArm.preset``, ``AblationBudget.base_preset``)
 #: and is built from this copy, so the live presets can take the winners while every
 #: committed arm keeps its meaning.
 STUDIED_PRESETS = {name: preset.replace(output_skips=name != "tiny", head_std=1.0,
-                                        augment=STUDIED_AUGMENT if preset.augment else ())
+                                        augment=STUDIED_AUGMENT if preset.augment else (),
+                                        upsample="fir", spectrum_match=0.0)
                    for name, preset in PRESETS.items()}
 
 
