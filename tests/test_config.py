@@ -48,8 +48,9 @@ def test_chapter_train_overrides_follow_quick_mode(quick):
 
 def test_committed_studies_keep_the_presets_they_measured():
     """The live presets took the growth study's winner (PGGAN's head, heads at 0.1 of
-    He's std) and dropped the noise augmentation; every committed arm still builds on
-    skip outputs, He's heads and all five augmentations."""
+    He's std), dropped the noise augmentation and took pggan_subpixel_match's sub-pixel
+    upsampling and log-spectrum term; every committed arm still builds on skip outputs,
+    He's heads, all five augmentations, FIR upsampling and no log-spectrum term."""
     from pggan_lib import ablation, layers, representation_study as rs
 
     for name in ("quick", "reference", "colab"):
@@ -57,8 +58,13 @@ def test_committed_studies_keep_the_presets_they_measured():
         assert (live.output_skips, live.head_std) == (False, 0.1)
         assert (studied.output_skips, studied.head_std) == (True, 1.0)
         assert "noise" not in live.augment and studied.augment == layers.AUGMENT_NAMES
-        assert studied.replace(output_skips=False, head_std=0.1,
-                               augment=config.DEFAULT_AUGMENT) == live
+        assert (live.upsample, live.spectrum_match) == ("subpixel", 1.0)
+        assert (studied.upsample, studied.spectrum_match) == ("fir", 0.0)
+        assert studied.replace(output_skips=False, head_std=0.1, augment=config.DEFAULT_AUGMENT,
+                               **config.PRESET_UPSAMPLING) == live
+    # The arm the presets took is the live quick preset, built from the studied one.
+    arm = next(arm for arm in rs.PEER_ARMS if arm.name == "pggan_subpixel_match")
+    assert config.studied_preset("quick").replace(**arm.overrides) == config.get_preset("quick")
     assert config.studied_preset("tiny") == config.get_preset("tiny")
     waveform = next(arm for arm in rs.ARMS if arm.name == "waveform")
     assert rs._preset(waveform, 7).output_skips and rs._preset(waveform, 7).head_std == 1.0

@@ -230,7 +230,10 @@ def test_generate_audio_at_finest_trained_scale(straight_run):
 
 @pytest.mark.parametrize("overrides", [{"mixed_precision": "mixed_float16"},
                                        {"mixed_precision": "mixed_bfloat16"},
-                                       {"jit_compile": True}])
+                                       {"jit_compile": True},
+                                       # the colab preset's combination
+                                       {"mixed_precision": "mixed_float16", "jit_compile": True,
+                                        "spectrum_match": 1.0}])
 def test_precision_and_xla_switches(tone_dataset, straight_run, tmp_path, overrides):
     history = training.train(tone_dataset, tmp_path / "run", preset="tiny", overrides=overrides,
                              max_steps=3, progress=False)
