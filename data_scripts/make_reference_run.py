@@ -39,10 +39,13 @@ def _run(argv, sessions):
 
 
 def _relative(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
+    # Unresolved first: a symlinked data folder inside the checkout stays data/...
+    for resolve in (Path.absolute, Path.resolve):
+        try:
+            return str(resolve(path).relative_to(resolve(Path.cwd())))
+        except ValueError:
+            pass
+    return str(path)
 
 
 def make_reference_run(argv=None) -> int:
