@@ -88,7 +88,8 @@ representations: install demo-data
 	  --seeds 3 --budget-cpu-s 400 --first-cpu-s 50
 	$(PGGAN) study --representations --data $(DATASET) --out results/representations_long \
 	  --seeds 2 --budget-cpu-s 1600 --first-cpu-s 200 \
-	  --arms direct_silent wavegan waveform pggan_no_noise pggan_fine_lr pggan_spectrum
+	  --arms direct_silent wavegan waveform pggan_no_noise pggan_fine_lr pggan_spectrum \
+	  pggan_subpixel_match
 
 # Chapter 5's first new octave: the presets' players and three remedies grown from 250
 # to 500 Hz and trained there, 150 training CPU-seconds per run (4 arms x 3 seeds, about
