@@ -79,9 +79,9 @@ ablation: install demo-data
 # with a log-spectrogram branch in the critic, with the mean log spectrum matched in the
 # generator's loss, with sub-pixel upsampling and with both), at 400 training CPU-seconds
 # per run (22 arms x 3 seeds, about 7.5 hours on 2 cores), then the two leaders at 16 kHz, two
-# grown pyramids (skip outputs; the presets' players), the finest-scale learning rate
-# and the spectrogram critic four times longer (results/representations_long, about
-# 3 hours);
+# grown pyramids (skip outputs; the FIR players), the finest-scale learning rate,
+# the spectrogram critic and the presets' sub-pixel players four times longer
+# (results/representations_long, about 4 hours);
 # finished runs are skipped, so rerunning after a stop continues.
 representations: install demo-data
 	$(PGGAN) study --representations --data $(DATASET) --out results/representations \
