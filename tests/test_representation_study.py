@@ -79,10 +79,13 @@ def test_peer_arms_train_the_finest_scale_from_the_first_step(study):
     assert rs._preset(arms["quiet_heads"], 7) == full.replace(head_std=0.1)
     quiet = full.replace(head_std=0.1, output_skips=False)
     assert rs._preset(arms["pggan_quiet"], 7) == quiet
-    # Without the noise, the arm trains today's quick preset on the growth of the others.
     clean = rs._preset(arms["pggan_no_noise"], 7)
     assert clean == quiet.replace(augment=("gain", "polarity", "shift", "cutout"))
-    assert clean == config.get_preset("quick").replace(
+    # With sub-pixel upsampling and the log-spectrum term, the arm trains today's quick
+    # preset on the growth of the others.
+    newest = rs._preset(arms["pggan_subpixel_match"], 7)
+    assert newest == clean.replace(**config.PRESET_UPSAMPLING)
+    assert newest == config.get_preset("quick").replace(
         stable_steps=full.stable_steps, fade_steps=full.fade_steps,
         checkpoint_every=full.checkpoint_every, log_every=full.log_every)
     # The pre-emphasis arm is that arm with a filter in front of its critic.
