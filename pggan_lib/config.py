@@ -293,6 +293,33 @@ REPRESENTATIONS = ("waveform", "spectral", "magnitude")
 ARCHITECTURES = ("progressive", "wavegan")
 #: Values of ``Preset.upsample`` (``models.ModelSpec.upsample``).
 UPSAMPLERS = ("fir", "subpixel")
+#: The fields only the progressive waveform players have, each at its "off" value
+#: (``training`` refuses any other value for the spectrogram or WaveGAN players).
+WAVEFORM_PLAYER_FIELDS = {"critic_emphasis": 0.0, "critic_spectrum": 0, "spectrum_match": 0.0,
+                          "upsample": "fir", "feature_pixel_norm": True}
+
+
+def for_players(preset: Preset, keep=()) -> Preset:
+    """``preset`` with its waveform-only fields off when its players are not the
+    progressive waveform ones, so that ``--representation spectral`` works with a
+    preset tuned for waveforms.
+
+    Args:
+        preset: A :class:`Preset`, overrides applied.
+        keep: Fields the caller set on purpose (overrides); they stay, so that
+            training refuses them with a message naming the field.
+
+    Returns:
+        The :class:`Preset`; unchanged for progressive waveform players.
+
+    Notebook: chapters/08_which_representation.ipynb
+    """
+    if preset.representation == "waveform" and preset.architecture == "progressive":
+        return preset
+    return preset.replace(**{field: off for field, off in WAVEFORM_PLAYER_FIELDS.items()
+                             if field not in keep})
+
+
 #: Values of ``Preset.penalty``: WGAN-GP's (``losses.gradient_penalty``) or R1
 #: (``losses.r1_penalty``).
 PENALTIES = ("gp", "r1")

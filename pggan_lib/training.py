@@ -52,8 +52,9 @@ import tensorflow as tf
 from keras import ops
 
 from pggan_lib import audio, data, files, layers, losses, models, representations, runs
-from pggan_lib.config import (ARCHITECTURES, PENALTIES, SCALE_GAINS, UPSAMPLERS, Preset,
-                              get_preset, is_fft_length, scale_sample_rate, spectrum_frame)
+from pggan_lib.config import (ARCHITECTURES, PENALTIES, SCALE_GAINS, UPSAMPLERS,
+                              WAVEFORM_PLAYER_FIELDS, Preset, for_players, get_preset,
+                              is_fft_length, scale_sample_rate, spectrum_frame)
 
 __all__ = [
     "METRIC_NAMES",
@@ -1046,14 +1047,9 @@ def _check_preset(preset: Preset, options: dict, manifest: dict, data_dir: Path)
 
 def _check_waveform_options(preset: Preset) -> None:
     """The fields that only the progressive waveform players have, and their ranges."""
-    changed = {"critic_emphasis": preset.critic_emphasis,
-               "critic_spectrum": preset.critic_spectrum,
-               "spectrum_match": preset.spectrum_match,
-               "upsample": preset.upsample != "fir",
-               "feature_pixel_norm": not preset.feature_pixel_norm}
-    for field, value in changed.items():
-        if value and (preset.representation != "waveform"
-                      or preset.architecture != "progressive"):
+    for field, off in WAVEFORM_PLAYER_FIELDS.items():
+        if getattr(preset, field) != off and (preset.representation != "waveform"
+                                              or preset.architecture != "progressive"):
             raise RunError(f"preset field {field}={getattr(preset, field)}: the progressive "
                            f"waveform players only (representation="
                            f"{preset.representation!r}, architecture={preset.architecture!r})")
@@ -1188,6 +1184,7 @@ def prepare_run(data_dir, run_dir, preset=None, resume=False, loss=None, activat
         if resume:
             raise RunError("overrides apply to new runs only; a resumed run keeps its preset")
         preset = preset.replace(**overrides)
+    preset = for_players(preset, keep=overrides or ())
     if preset.representation != "waveform" and preset.augment:
         preset = preset.replace(augment=())  # waveform transforms; config.json records none
     _check_preset(preset, options, manifest, data_dir)

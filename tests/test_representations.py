@@ -116,6 +116,22 @@ def test_spectral_runs_refuse_what_they_cannot_do(tone_dataset, tmp_path):
     assert json.loads((run / "config.json").read_text())["preset"]["augment"] == []
 
 
+def test_a_preset_tuned_for_waveforms_trains_a_spectrogram_run(tone_dataset, tmp_path):
+    """The presets' sub-pixel upsampling and log-spectrum term are waveform-only: with
+    --representation spectral they are switched off and recorded off; named on purpose
+    (an override) they are refused."""
+    tuned = config.get_preset("tiny").replace(**config.PRESET_UPSAMPLING, critic_emphasis=0.5)
+    run = tmp_path / "run"
+    training.train(tone_dataset, run, preset=tuned, max_steps=2, progress=False,
+                   overrides={"representation": "spectral"})
+    stored = json.loads((run / "config.json").read_text())["preset"]
+    assert {field: stored[field] for field in config.WAVEFORM_PLAYER_FIELDS} == \
+        config.WAVEFORM_PLAYER_FIELDS
+    with pytest.raises(training.RunError, match="spectrum_match=2.0: the progressive"):
+        training.train(tone_dataset, tmp_path / "bad", preset=tuned, progress=False,
+                       overrides={"representation": "spectral", "spectrum_match": 2.0})
+
+
 def test_cli_trains_and_generates_a_spectral_run(tone_dataset, tmp_path):
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
     run, out = tmp_path / "run", tmp_path / "wav"
